@@ -1,0 +1,109 @@
+"""RTC Caster settings. Every value an operator may change comes from the environment (see README)."""
+from pathlib import Path
+
+from .env import env_bool, env_host, env_ice_servers, env_int, env_ip_list, env_list, env_str, secret_key_from
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = secret_key_from("RTC_SECRET_KEY", BASE_DIR / ".secret_key")
+DEBUG = env_bool("RTC_DEBUG", False)
+ALLOWED_HOSTS = env_list("RTC_ALLOWED_HOSTS", ["*"])
+
+# Where `manage.py serve` listens; 8088 as in the earlier prototype.
+RTC_HOST = env_host("RTC_HOST", "0.0.0.0")
+RTC_PORT = env_int("RTC_PORT", 8088, minimum=1, maximum=65535)
+# ICE servers given to every peer. Empty by default: no public STUN server is ever contacted.
+RTC_ICE_SERVERS = env_ice_servers("RTC_ICE_SERVERS")
+# Local addresses to gather ICE host candidates on (empty: every interface). When it holds
+# only loopback addresses, a listener's candidates on other addresses are ignored too.
+RTC_ICE_ADDRESSES = env_ip_list("RTC_ICE_ADDRESSES")
+# Encoded packets a slow listener may have queued before the oldest are dropped (20 ms each).
+RTC_LISTENER_QUEUE_PACKETS = env_int("RTC_LISTENER_QUEUE_PACKETS", 10, minimum=1, maximum=500)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "streams",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "rtccaster_site.urls"
+ASGI_APPLICATION = "rtccaster_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": env_str("RTC_DB_PATH", str(BASE_DIR / "db.sqlite3")),
+        # A file, not memory, so that a daphne started by the end-to-end tests reads the same data.
+        "TEST": {"NAME": env_str("RTC_TEST_DB_PATH", str(BASE_DIR / "test-db.sqlite3"))},
+        "OPTIONS": {"timeout": 20},
+    }
+}
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "file": {
+            "class": "logging.FileHandler",
+            "filename": env_str("RTC_LOG_FILE", str(BASE_DIR / "app.log")),
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["console", "file"], "level": "WARNING"},
+    "loggers": {
+        "streams": {"level": env_str("RTC_LOG_LEVEL", "INFO"), "propagate": True},
+        "rtccaster_site": {"level": "INFO", "propagate": True},
+    },
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One idempotent set-up for running and for testing RTC Caster.
+#   scripts/setup.sh          system packages, .venv, requirements, migrations, default profile, admin user
+#   scripts/setup.sh --dev    the same plus what the test suite needs (PulseAudio, Chromium, Redis, pytest)
+# A second run only checks: apt and pip are skipped when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+runtime_apt=(portaudio19-dev libasound2-plugins libopus0 pulseaudio-utils)
+dev_apt=(pulseaudio chromium redis-server)
+
+say() { printf '[setup] %s\n' "$*"; }
+
+install_system_packages() {
+  local wanted=("${runtime_apt[@]}")
+  [ "$dev" = 1 ] && wanted+=("${dev_apt[@]}")
+  if ! command -v dpkg-query >/dev/null; then
+    say "not a Debian/Ubuntu system: install these yourself: ${wanted[*]}"
+    return
+  fi
+  local missing=()
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" = 0 ] && { say "system packages present"; return; }
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python_packages() {
+  local python="${PYTHON:-python3}"
+  [ -x .venv/bin/python ] || { say "creating .venv"; "$python" -m venv .venv; }
+  local reqs=(requirements.txt)
+  [ "$dev" = 1 ] && reqs+=(requirements-dev.txt)
+  local stamp=".venv/.installed-${reqs[-1]}.sha256"
+  local digest
+  digest=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    say "python packages up to date"
+    return
+  fi
+  say "installing python packages from ${reqs[-1]}"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r "${reqs[-1]}"
+  echo "$digest" > "$stamp"
+}
+
+prepare_database() {
+  .venv/bin/python manage.py migrate --noinput -v 0
+  .venv/bin/python manage.py bootstrap
+}
+
+install_system_packages
+install_python_packages
+prepare_database

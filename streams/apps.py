@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class StreamsConfig(AppConfig):
+    name = "streams"
+    verbose_name = "Streams"
+
+    def ready(self):
+        from django.conf import settings
+
+        from .ice import restrict_host_addresses
+
+        restrict_host_addresses(settings.RTC_ICE_ADDRESSES)

@@ -1,0 +1,1 @@
+"""The media path: sources -> (capture ring buffer) -> encoders -> broadcast hubs -> listener tracks."""

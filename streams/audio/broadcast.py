@@ -1,0 +1,146 @@
+"""Per-stream broadcast: read the source and encode once, hand the same packet to every listener.
+
+A BroadcastHub exists while a stream has listeners. Every 20 ms of real time it
+reads one frame from its source, encodes it once, wraps each encoded payload in
+an av.Packet, and pushes that same object to every listener's track. aiortc's
+sender, given an av.Packet instead of a frame, only packetizes, encrypts and
+sends: nothing is decoded, resampled or encoded per listener.
+"""
+import asyncio
+import collections
+import fractions
+import logging
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .config import FRAME_MS
+from .encoders import create_encoder
+from .sources import open_source
+
+logger = logging.getLogger(__name__)
+
+FRAME_SECONDS = FRAME_MS / 1000
+# If the event loop was held up for longer than this, skip ahead instead of sending a burst.
+MAX_CATCH_UP_SECONDS = 0.2
+
+
+class ListenerTrack(MediaStreamTrack):
+    """One listener's view of a hub: a bounded queue of encoded packets, oldest dropped first."""
+
+    kind = "audio"
+
+    def __init__(self, hub, max_packets):
+        super().__init__()
+        self._hub = hub
+        self._packets = collections.deque(maxlen=max_packets)
+        self._ready = asyncio.Event()
+        self.dropped = 0
+
+    def push(self, packet):
+        if len(self._packets) == self._packets.maxlen:
+            self.dropped += 1
+        self._packets.append(packet)
+        self._ready.set()
+
+    async def recv(self):
+        while not self._packets:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        return self._packets.popleft()
+
+    def stop(self):
+        if self.readyState == "live":
+            super().stop()
+            self._ready.set()
+            self._hub.unsubscribe(self)
+
+
+class BroadcastHub:
+    def __init__(self, config, max_packets, on_idle):
+        self.config = config
+        self._max_packets = max_packets
+        self._on_idle = on_idle
+        self._tracks = set()
+        self._task = None
+        self._source = None
+        self._encoder = None
+        self.packets_sent = 0
+
+    @property
+    def listener_count(self):
+        return len(self._tracks)
+
+    def subscribe(self):
+        track = ListenerTrack(self, self._max_packets)
+        self._tracks.add(track)
+        if self._task is None:
+            self._source = open_source(self.config)
+            self._encoder = create_encoder(self.config)
+            self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
+        return track
+
+    def unsubscribe(self, track):
+        self._tracks.discard(track)
+        if not self._tracks:
+            self._shut_down()
+
+    def stop(self):
+        """End every listener's track and the hub itself."""
+        for track in list(self._tracks):
+            track.stop()  # each one unsubscribes; the last shuts the hub down
+        self._shut_down()
+
+    def _shut_down(self):
+        if self._task is None:
+            return
+        self._task.cancel()
+        self._task = None
+        self._source.close()
+        self._on_idle(self)
+
+    async def _run(self):
+        loop = asyncio.get_running_loop()
+        time_base = fractions.Fraction(1, self._encoder.clock_rate)
+        deadline = loop.time()
+        while True:
+            for encoded in self._encoder.encode(self._source.read_frame()):
+                packet = av.Packet(encoded.payload)
+                packet.pts = encoded.timestamp
+                packet.time_base = time_base
+                for track in self._tracks:
+                    track.push(packet)
+                self.packets_sent += 1
+            deadline += FRAME_SECONDS
+            lag = loop.time() - deadline
+            if lag > MAX_CATCH_UP_SECONDS:
+                logger.warning("stream %s: event loop held up for %.0f ms; skipping ahead", self.config.slug, lag * 1000)
+                deadline = loop.time()
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+
+class HubRegistry:
+    """The hubs of one process, one per distinct StreamConfig."""
+
+    def __init__(self, max_packets):
+        self._max_packets = max_packets
+        self._hubs = {}
+
+    def subscribe(self, config):
+        hub = self._hubs.get(config)
+        if hub is None:
+            hub = self._hubs[config] = BroadcastHub(config, self._max_packets, self._forget)
+        return hub.subscribe()
+
+    def _forget(self, hub):
+        if self._hubs.get(hub.config) is hub:
+            del self._hubs[hub.config]
+
+    def hubs(self):
+        return list(self._hubs.values())
+
+    def stop_all(self):
+        for hub in list(self._hubs.values()):
+            hub.stop()

@@ -1,0 +1,29 @@
+"""Which local addresses ICE may use (the RTC_ICE_ADDRESSES setting).
+
+aioice has no option for this: it gathers host candidates on every interface
+address and leaves out 127.0.0.1. Like Janus's ice_enforce_list, the operator
+may name the addresses instead. This swaps aioice's address lookup for one that
+returns those addresses; with an empty list aioice keeps its own behaviour.
+"""
+import ipaddress
+
+import aioice.ice
+
+_aioice_host_addresses = aioice.ice.get_host_addresses
+
+
+def restrict_host_addresses(addresses):
+    addresses = list(addresses)
+    if not addresses:
+        aioice.ice.get_host_addresses = _aioice_host_addresses
+        return
+
+    def configured_host_addresses(use_ipv4, use_ipv6):
+        wanted = []
+        for address in addresses:
+            version = ipaddress.ip_address(address).version
+            if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
+                wanted.append(address)
+        return wanted
+
+    aioice.ice.get_host_addresses = configured_host_addresses

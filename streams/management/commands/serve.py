@@ -1,0 +1,63 @@
+"""Start RTC Caster under daphne and say where to open it."""
+import asyncio
+import logging
+
+import ifaddr
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+logger = logging.getLogger("rtccaster_site.serve")
+
+
+def lan_addresses():
+    """IPv4 addresses of this machine other than loopback: what a phone on the same network can reach."""
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                found.append(ip.ip)
+    return found
+
+
+class Command(BaseCommand):
+    help = "Serve RTC Caster (pages, admin, signaling, audio) with daphne."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=None, help="address to listen on (default: RTC_HOST, 0.0.0.0)")
+        parser.add_argument("--port", type=int, default=None, help="port (default: RTC_PORT, 8088)")
+
+    def handle(self, *args, host=None, port=None, **options):
+        host = host or settings.RTC_HOST
+        port = port or settings.RTC_PORT
+        server = self.build_server(host, port)
+        self.close_streams_on_shutdown()
+        self.announce(host, port)
+        server.run()
+
+    def build_server(self, host, port):
+        # daphne.server installs Twisted's asyncio reactor when imported: import it before the reactor.
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from rtccaster_site.asgi import application
+
+        endpoints = build_endpoint_description_strings(host=host, port=port)
+        return Server(application=application, endpoints=endpoints, websocket_handshake_timeout=10)
+
+    def close_streams_on_shutdown(self):
+        from twisted.internet import defer, reactor
+
+        from streams.runtime import get_runtime
+
+        def close_streams():
+            return defer.Deferred.fromFuture(asyncio.ensure_future(get_runtime().close()))
+
+        reactor.addSystemEventTrigger("before", "shutdown", close_streams)
+
+    def announce(self, host, port):
+        hosts = ["127.0.0.1", *lan_addresses()] if host in ("0.0.0.0", "::") else [host]
+        logger.info("RTC Caster listening on %s:%d", host, port)
+        for address in hosts:
+            logger.info("  open http://%s:%d/  (admin: http://%s:%d/admin/)", address, port, address, port)
+        if settings.RTC_ICE_ADDRESSES:
+            logger.info("ICE host candidates limited to %s", ", ".join(settings.RTC_ICE_ADDRESSES))

@@ -1,0 +1,165 @@
+"""Pure functions over SDP text and codec parameters.
+
+This is the one place where SDP strings are edited. aiortc's own API chooses the
+codec and direction; these functions only add what it has no API for: the
+profile's Opus fmtp parameters and the b=AS bandwidth line in an answer, and
+dropping ICE candidates on addresses the server was told not to use.
+"""
+import ipaddress
+
+CRLF = "\r\n"
+
+# SDP encoding names, as in a=rtpmap, for each profile codec.
+ENCODING_NAMES = {"opus": "opus", "pcmu": "PCMU", "pcma": "PCMA", "g722": "G722"}
+
+
+def opus_fmtp_params(*, channels, max_average_bitrate, max_playback_rate, cbr, fec, dtx):
+    """The Opus a=fmtp parameters (RFC 7587) that describe a profile, in a stable order."""
+    stereo = "1" if channels == 2 else "0"
+    return {
+        "maxaveragebitrate": str(max_average_bitrate),
+        "maxplaybackrate": str(max_playback_rate),
+        "cbr": "1" if cbr else "0",
+        "useinbandfec": "1" if fec else "0",
+        "usedtx": "1" if dtx else "0",
+        "stereo": stereo,
+        "sprop-stereo": stereo,
+    }
+
+
+def parse_fmtp(value):
+    """'a=1;b=2' -> {'a': '1', 'b': '2'}; a bare token maps to ''."""
+    params = {}
+    for item in value.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, val = item.partition("=")
+        params[key.strip()] = val.strip()
+    return params
+
+
+def format_fmtp(params):
+    return ";".join(f"{key}={value}" if value != "" else key for key, value in params.items())
+
+
+def _split(sdp):
+    """Session lines and a list of media sections, each a list of lines."""
+    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
+    session, sections = [], []
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            session.append(line)
+    return session, sections
+
+
+def _join(session, sections):
+    lines = session + [line for section in sections for line in section]
+    return CRLF.join(lines) + CRLF
+
+
+def _is_audio(section):
+    return section[0].startswith("m=audio ")
+
+
+def has_audio_section(sdp):
+    """True when the SDP has an audio m-line that is not rejected (port 0)."""
+    _, sections = _split(sdp)
+    for section in sections:
+        parts = section[0].split()
+        if _is_audio(section) and len(parts) > 1 and parts[1] != "0":
+            return True
+    return False
+
+
+def payload_types(section, encoding_name):
+    """Payload types in a media section whose a=rtpmap names encoding_name (case-insensitive)."""
+    found = []
+    for line in section:
+        if line.startswith("a=rtpmap:"):
+            pt, _, rest = line[len("a=rtpmap:"):].partition(" ")
+            if rest.split("/")[0].lower() == encoding_name.lower():
+                found.append(pt)
+    return found
+
+
+def codec_fmtp(sdp, encoding_name):
+    """The fmtp parameters of the first audio payload type with that encoding, or None if absent."""
+    _, sections = _split(sdp)
+    for section in filter(_is_audio, sections):
+        pts = payload_types(section, encoding_name)
+        if not pts:
+            continue
+        prefix = f"a=fmtp:{pts[0]} "
+        for line in section:
+            if line.startswith(prefix):
+                return parse_fmtp(line[len(prefix):])
+        return {}
+    return None
+
+
+def set_codec_fmtp(sdp, encoding_name, params):
+    """Merge params into the a=fmtp line of every audio payload type with that encoding.
+
+    Parameters already present and not in params are kept; a missing fmtp line is added
+    right after the codec's a=rtpmap line.
+    """
+    session, sections = _split(sdp)
+    for section in filter(_is_audio, sections):
+        for pt in payload_types(section, encoding_name):
+            prefix = f"a=fmtp:{pt} "
+            index = next((i for i, line in enumerate(section) if line.startswith(prefix)), None)
+            if index is None:
+                rtpmap = next(i for i, line in enumerate(section) if line.startswith(f"a=rtpmap:{pt} "))
+                section.insert(rtpmap + 1, prefix + format_fmtp(params))
+            else:
+                merged = {**parse_fmtp(section[index][len(prefix):]), **params}
+                section[index] = prefix + format_fmtp(merged)
+    return _join(session, sections)
+
+
+def set_audio_bandwidth(sdp, kbps):
+    """Put b=AS:<kbps> in every audio section, replacing any b=AS already there.
+
+    RFC 4566 orders a media section as m, i, c, b, k, a: the line goes after c= (or i=, or m=).
+    """
+    session, sections = _split(sdp)
+    for section in filter(_is_audio, sections):
+        section[:] = [line for line in section if not line.startswith("b=AS:")]
+        anchor = 0
+        for i, line in enumerate(section):
+            if line[:2] in ("i=", "c=") or line.startswith("b="):
+                anchor = i
+        section.insert(anchor + 1, f"b=AS:{kbps}")
+    return _join(session, sections)
+
+
+def candidate_address(line):
+    """The connection address of an a=candidate line, or None if the line is malformed."""
+    parts = line.split()
+    return parts[4] if line.startswith("a=candidate:") and len(parts) >= 8 else None
+
+
+def keep_candidates(sdp, addresses):
+    """Drop a=candidate lines whose address is not one of addresses (hostnames and mDNS names too)."""
+    allowed = {ipaddress.ip_address(a) for a in addresses}
+
+    def wanted(line):
+        if not line.startswith("a=candidate:"):
+            return True
+        try:
+            return ipaddress.ip_address(candidate_address(line) or "") in allowed
+        except ValueError:
+            return False
+
+    session, sections = _split(sdp)
+    return _join(session, [[line for line in section if wanted(line)] for section in sections])
+
+
+def only_loopback(addresses):
+    """True when addresses is non-empty and every one is a loopback address."""
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)

@@ -1,0 +1,102 @@
+"""A real WebRTC listener for tests and benchmarks: an aiortc peer that signals over the
+project's WebSocket protocol, receives the audio, decodes it and keeps the samples."""
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import websockets
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+
+@dataclass
+class Heard:
+    answer_sdp: str = ""
+    messages: list = field(default_factory=list)
+    chunks: list = field(default_factory=list)  # (arrival time, int16 array of shape (n, channels))
+    sample_rate: int = 0
+    channels: int = 0
+
+    def samples(self):
+        if not self.chunks:
+            return np.zeros((0, max(self.channels, 1)), dtype=np.int16)
+        return np.concatenate([chunk for _, chunk in self.chunks])
+
+    def seconds(self):
+        return len(self.samples()) / self.sample_rate if self.sample_rate else 0.0
+
+
+class Listener:
+    """Connect, negotiate, collect decoded audio until told to stop."""
+
+    def __init__(self, ws_url, offer_edit=None):
+        self.ws_url = ws_url
+        self.offer_edit = offer_edit or (lambda sdp: sdp)
+        self.heard = Heard()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._ws = None
+        self._receiving = None
+        self._messages_task = None
+
+    async def connect(self, timeout=15):
+        self._ws = await websockets.connect(self.ws_url, max_size=None)
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.pc.on("track", lambda track: self._start_receiving(track))
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._ws.send(json.dumps({"type": "offer", "sdp": self.offer_edit(self.pc.localDescription.sdp)}))
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await self._ws.recv())
+                self.heard.messages.append(message)
+                if message["type"] == "answer":
+                    break
+                if message["type"] == "error":
+                    raise ConnectionError(f"{message['code']}: {message['message']}")
+        self.heard.answer_sdp = message["sdp"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+        self._messages_task = asyncio.create_task(self._collect_messages())
+
+    def _start_receiving(self, track):
+        self._receiving = asyncio.create_task(self._receive(track))
+
+    async def _receive(self, track):
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                frame = await track.recv()
+                channels = len(frame.layout.channels)
+                self.heard.sample_rate, self.heard.channels = frame.sample_rate, channels
+                self.heard.chunks.append((loop.time(), frame.to_ndarray().reshape(-1, channels)))
+        except MediaStreamError:
+            pass
+
+    async def _collect_messages(self):
+        try:
+            async for raw in self._ws:
+                self.heard.messages.append(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+
+    async def listen_for(self, seconds, timeout=20):
+        """Wait until `seconds` of audio have been decoded."""
+        async with asyncio.timeout(timeout):
+            while self.heard.seconds() < seconds:
+                await asyncio.sleep(0.05)
+        return self.heard
+
+    async def close(self):
+        for task in (self._receiving, self._messages_task):
+            if task:
+                task.cancel()
+        await self.pc.close()
+        if self._ws is not None:
+            await self._ws.close()
+
+
+def dominant_frequency(samples, sample_rate):
+    """The strongest frequency in a mono signal, by FFT with a Hann window (bin width = 1/duration)."""
+    signal = samples.astype(np.float64)
+    signal = signal - signal.mean()
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    return np.fft.rfftfreq(len(signal), 1 / sample_rate)[np.argmax(spectrum)]
