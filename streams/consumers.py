@@ -95,6 +95,7 @@ class ListenConsumer(AsyncWebsocketConsumer):
             )
         except OfferRejected as rejected:
             await self.peer.close()
+            self.peer = None  # the listener may send a corrected offer
             raise SignalingError(rejected.code, rejected.message) from None
         await self.send(text_data=json.dumps({"type": "answer", "sdp": answer}))
 

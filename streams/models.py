@@ -104,7 +104,7 @@ class StreamProfile(models.Model):
             errors["audio_bitrate"] = (
                 f"{codec} always sends {FIXED_RATE_CODEC_BITRATE:,} bit/s; the audio bitrate must be at least that."
             )
-        defaults = {field.name: field.default for field in self._meta.fields if field.name.startswith("opus_")}
+        defaults = {field.name: field.get_default() for field in self._meta.fields if field.name.startswith("opus_")}
         changed = [name for name, default in defaults.items() if getattr(self, name) != default]
         for name in changed:
             errors[name] = f"This is an Opus setting; {codec} does not use it. Set it back to its default or choose Opus."

@@ -6,4 +6,5 @@ app_name = "streams"
 urlpatterns = [
     path("", views.index, name="index"),
     path("listen/<slug:slug>/", views.listen, name="listen"),
+    path("status.json", views.status, name="status"),
 ]

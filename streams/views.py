@@ -1,7 +1,9 @@
 import json
 
 from django.conf import settings
-from django.http import Http404
+import ipaddress
+
+from django.http import Http404, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 
 from .models import StreamProfile
@@ -20,3 +22,28 @@ def listen(request, slug):
         raise Http404(f"The stream “{profile.name}” is switched off.")
     context = {"profile": profile, "ice_servers_json": json.dumps(settings.RTC_ICE_SERVERS)}
     return render(request, "streams/listen.html", context)
+
+
+def _is_local_or_staff(request):
+    user = getattr(request, "user", None)
+    try:
+        local = ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        local = False
+    return local or bool(user and user.is_staff)
+
+
+async def status(request):
+    """Live counts of this process, for operators and tests: JSON, from this machine or for staff."""
+    from .runtime import get_runtime
+
+    user = await request.auser()
+    request.user = user
+    if not _is_local_or_staff(request):
+        return HttpResponseForbidden("Status is shown to staff and to this machine only.")
+    runtime = get_runtime()
+    hubs = [
+        {"slug": hub.config.slug, "codec": hub.config.codec, "listeners": hub.listener_count, "packets_sent": hub.packets_sent}
+        for hub in runtime.hubs.hubs()
+    ]
+    return JsonResponse({"peers": len(runtime.peers), "hubs": hubs})

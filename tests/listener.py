@@ -10,6 +10,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 
+def connect_like_a_browser(ws_url):
+    """Open a signaling socket with the Origin header a browser on that page would send."""
+    origin = "http" + ws_url[2:].split("/ws/", 1)[0]
+    return websockets.connect(ws_url, origin=origin, max_size=None)
+
+
 @dataclass
 class Heard:
     answer_sdp: str = ""
@@ -40,7 +46,7 @@ class Listener:
         self._messages_task = None
 
     async def connect(self, timeout=15):
-        self._ws = await websockets.connect(self.ws_url, max_size=None)
+        self._ws = await connect_like_a_browser(self.ws_url)
         self.pc.addTransceiver("audio", direction="recvonly")
         self.pc.on("track", lambda track: self._start_receiving(track))
         await self.pc.setLocalDescription(await self.pc.createOffer())

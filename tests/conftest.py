@@ -1,0 +1,24 @@
+import pytest
+from django.conf import settings
+
+from streams.ice import restrict_host_addresses
+
+# Tests and benchmarks send traffic to loopback addresses only.
+TEST_ICE_ADDRESSES = ["127.0.0.1"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ice_on_loopback_only():
+    settings.RTC_ICE_ADDRESSES = TEST_ICE_ADDRESSES
+    restrict_host_addresses(TEST_ICE_ADDRESSES)
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One daphne for the session, reading the test database; tests create profiles with transactional_db."""
+    from tests.rigs.daphne import DaphneServer
+
+    db_path = settings.DATABASES["default"]["NAME"]
+    daphne = DaphneServer(db_path, tmp_path_factory.mktemp("daphne") / "app.log").start()
+    yield daphne
+    daphne.stop()

@@ -1,0 +1,71 @@
+"""Debian's Chromium driven by Playwright, set up to play WebRTC audio headless on loopback."""
+import contextlib
+import os
+import tempfile
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--autoplay-policy=no-user-gesture-required",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+# Finds the strongest frequency of one channel of the page's <audio> stream with a Web Audio analyser.
+PEAK_FREQUENCY_JS = """async ({selector, channel}) => {
+  const element = document.querySelector(selector);
+  if (!element || !element.srcObject) return null;
+  if (!window.__probe) {
+    const context = new AudioContext();
+    await context.resume();
+    const splitter = context.createChannelSplitter(2);
+    context.createMediaStreamSource(element.srcObject).connect(splitter);
+    const analysers = [0, 1].map((i) => {
+      const analyser = context.createAnalyser();
+      analyser.fftSize = 32768;
+      splitter.connect(analyser, i);
+      return analyser;
+    });
+    window.__probe = { context, analysers };
+  }
+  const analyser = window.__probe.analysers[channel];
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(bins);
+  let best = 0;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+  return { frequency: best * window.__probe.context.sampleRate / analyser.fftSize, level: bins[best] };
+}"""
+
+
+@contextlib.contextmanager
+def chromium_page(viewport=None):
+    home = tempfile.mkdtemp(prefix="chromium-home-")
+    previous_home = os.environ.get("HOME")
+    os.environ["HOME"] = home
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                tempfile.mkdtemp(prefix="chromium-profile-"),
+                executable_path=CHROMIUM,
+                headless=True,
+                ignore_default_args=["--mute-audio"],
+                args=FLAGS,
+                viewport=viewport or {"width": 1280, "height": 800},
+            )
+            try:
+                yield context.pages[0] if context.pages else context.new_page()
+            finally:
+                context.close()
+    finally:
+        if previous_home is not None:
+            os.environ["HOME"] = previous_home
+
+
+def peak_frequency(page, channel=0, selector="#player"):
+    return page.evaluate(PEAK_FREQUENCY_JS, {"selector": selector, "channel": channel})

@@ -1,0 +1,85 @@
+"""A real RTC Caster server for tests: `manage.py serve` in a subprocess on 127.0.0.1."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout, what):
+    """Poll condition() until it returns something truthy; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class DaphneServer:
+    def __init__(self, db_path, log_path, port=None, extra_env=None):
+        self.port = port or free_port()
+        self.log_path = Path(log_path)
+        self.env = {
+            **os.environ,
+            "RTC_DB_PATH": str(db_path),
+            "RTC_ICE_ADDRESSES": "127.0.0.1",
+            "RTC_LOG_FILE": str(self.log_path),
+            "RTC_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            **(extra_env or {}),
+        }
+        self.process = None
+
+    def start(self, timeout=30):
+        command = [sys.executable, str(PROJECT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command, cwd=PROJECT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(self._answers, timeout, f"daphne on port {self.port} (log: {self.log_path})")
+        return self
+
+    def _answers(self):
+        if self.process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {self.process.returncode}; see {self.log_path}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self, timeout=10):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ws_url(self, slug):
+        return f"ws://127.0.0.1:{self.port}/ws/listen/{slug}/"
+
+    def status(self):
+        with urllib.request.urlopen(self.url("/status.json"), timeout=5) as response:
+            return json.load(response)
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""

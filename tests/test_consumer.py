@@ -1,0 +1,142 @@
+"""The signaling consumer, through Channels' WebsocketCommunicator (no server process)."""
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from streams.models import StreamProfile
+from streams.routing import websocket_urlpatterns
+from streams.runtime import get_runtime
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+APP = URLRouter(websocket_urlpatterns)
+AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 30))
+
+
+@pytest.fixture
+def hall():
+    return StreamProfile.objects.create(name="Hall", slug="hall")
+
+
+async def connected(slug="hall"):
+    communicator = WebsocketCommunicator(APP, f"/ws/listen/{slug}/")
+    accepted, _ = await communicator.connect()
+    assert accepted
+    return communicator
+
+
+async def send_and_receive(communicator, text=None, binary=None):
+    await communicator.send_to(text_data=text, bytes_data=binary)
+    return await communicator.receive_json_from(timeout=10)
+
+
+async def answer_to_offer(communicator):
+    reply = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
+    assert reply["type"] == "answer", reply
+    return reply["sdp"]
+
+
+def test_unknown_profile_gets_an_error_and_close_4404():
+    async def scenario():
+        communicator = await connected("nope")
+        error = await communicator.receive_json_from()
+        assert error == {"type": "error", "code": "profile-not-found", "message": "There is no enabled stream called 'nope'."}
+        assert await communicator.receive_output() == {"type": "websocket.close", "code": 4404}
+
+    run(scenario())
+
+
+def test_disabled_profile_gets_close_4404():
+    StreamProfile.objects.create(name="Off", slug="off", enabled=False)
+
+    async def scenario():
+        communicator = await connected("off")
+        assert (await communicator.receive_json_from())["code"] == "profile-not-found"
+        assert (await communicator.receive_output())["code"] == 4404
+
+    run(scenario())
+
+
+BAD_MESSAGES = [
+    ("{not json", None, "invalid-json"),
+    ("[1, 2]", None, "missing-type"),
+    ('{"sdp": "v=0"}', None, "missing-type"),
+    ('{"type": 7}', None, "missing-type"),
+    ('{"type": "hello"}', None, "unknown-type"),
+    (None, b"\x00\x01binary", "not-text"),
+    (json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 20000}), None, "too-large"),
+    ('{"type": "offer"}', None, "invalid-sdp"),
+    ('{"type": "offer", "sdp": 42}', None, "invalid-sdp"),
+    ('{"type": "offer", "sdp": "v=0\\r\\ns=-\\r\\nm=video 9 RTP/AVP 96\\r\\n"}', None, "no-audio"),
+    ('{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\n"}', None, "invalid-sdp"),
+]
+
+
+@pytest.mark.parametrize("text, binary, code", BAD_MESSAGES, ids=[code for *_, code in BAD_MESSAGES])
+def test_bad_message_gets_its_error_and_the_socket_still_answers_an_offer(hall, text, binary, code):
+    async def scenario():
+        communicator = await connected()
+        error = await send_and_receive(communicator, text, binary)
+        assert error["type"] == "error" and error["code"] == code, error
+        assert error["message"]
+        assert "m=audio" in await answer_to_offer(communicator)
+        await communicator.disconnect()
+
+    run(scenario())
+
+
+def test_oversized_message_limit_is_64_kib(hall):
+    async def scenario():
+        communicator = await connected()
+        padding = " " * (64 * 1024 - len('{"type": "hello"}'))
+        assert (await send_and_receive(communicator, '{"type": "hello"}' + padding))["code"] == "unknown-type"
+        assert (await send_and_receive(communicator, '{"type": "hello"}' + padding + " "))["code"] == "too-large"
+        await communicator.disconnect()
+
+    run(scenario())
+
+
+def test_second_offer_on_the_same_socket_is_refused(hall):
+    async def scenario():
+        communicator = await connected()
+        await answer_to_offer(communicator)
+        error = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
+        assert error["code"] == "second-offer"
+        assert len(get_runtime().peers) == 1
+        await communicator.disconnect()
+
+    run(scenario())
+
+
+def test_offer_without_the_profiles_codec_is_refused_and_leaves_no_peer():
+    StreamProfile.objects.create(name="Phone", slug="phone", codec="pcma", channels=1, audio_bitrate=64000)
+    offer = AIORTC_OFFER.replace(" 96 9 0 8", " 96 9 0").replace("a=rtpmap:8 PCMA/8000\n", "")
+
+    async def scenario():
+        communicator = await connected("phone")
+        error = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": offer}))
+        assert error["code"] == "codec-not-offered" and "PCMA" in error["message"]
+        assert get_runtime().peers == set() and get_runtime().hubs.hubs() == []
+        await communicator.disconnect()
+
+    run(scenario())
+
+
+def test_closing_the_socket_closes_the_peer_and_stops_the_hub(hall):
+    async def scenario():
+        communicator = await connected()
+        await answer_to_offer(communicator)
+        runtime = get_runtime()
+        assert len(runtime.peers) == 1 and len(runtime.hubs.hubs()) == 1
+        await communicator.disconnect()
+        assert runtime.peers == set() and runtime.hubs.hubs() == []
+
+    run(scenario())

@@ -1,0 +1,123 @@
+"""End to end with the real parts: daphne in a subprocess, aiortc listeners that decode and FFT."""
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from streams import sdp
+from streams.models import StreamProfile
+from tests.listener import Listener, connect_like_a_browser, dominant_frequency
+from tests.rigs.daphne import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CASES = {
+    "opus-stereo": dict(codec="opus", channels=2, sine_frequency=440, sine_frequency_right=660),
+    "opus-mono": dict(codec="opus", channels=1, sine_frequency=523, audio_bitrate=48000),
+    "pcmu": dict(codec="pcmu", channels=1, sine_frequency=700, audio_bitrate=64000),
+    "pcma": dict(codec="pcma", channels=1, sine_frequency=900, audio_bitrate=64000),
+    "g722": dict(codec="g722", channels=1, sine_frequency=1200, audio_bitrate=64000),
+}
+
+
+def make_profile(slug, **fields):
+    profile = StreamProfile(name=slug, slug=slug, **fields)
+    profile.full_clean()
+    profile.save()
+    return profile
+
+
+def run(coroutine, timeout=60):
+    return asyncio.run(asyncio.wait_for(coroutine, timeout))
+
+
+async def hear(server, slug, seconds=2.0):
+    listener = Listener(server.ws_url(slug))
+    try:
+        await listener.connect()
+        return await listener.listen_for(seconds)
+    finally:
+        await listener.close()
+
+
+def steady_part(heard):
+    """The decoded audio minus its first 200 ms (decoder start-up)."""
+    return heard.samples()[int(0.2 * heard.sample_rate):]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_listener_hears_the_profiles_tone(server, case):
+    profile = make_profile(case, **CASES[case])
+    heard = run(hear(server, case))
+    samples = steady_part(heard)
+    assert len(samples) >= 1.5 * heard.sample_rate
+    expected = [profile.sine_frequency, profile.sine_frequency_right or profile.sine_frequency]
+    for channel in range(min(heard.channels, 2)):
+        found = dominant_frequency(samples[:, channel], heard.sample_rate)
+        assert abs(found - expected[channel]) <= 5, f"channel {channel}: heard {found:.1f} Hz"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_answer_carries_the_profiles_fmtp_and_bandwidth(server, case):
+    profile = make_profile(case, **CASES[case])
+    heard = run(hear(server, case, seconds=0.2))
+    name = sdp.ENCODING_NAMES[profile.codec]
+    _, sections = sdp._split(heard.answer_sdp)
+    assert f"b=AS:{profile.answer_bandwidth_kbps()}" in sections[0]
+    assert sdp.payload_types(sections[0], name), f"answer does not use {name}"
+    fmtp = sdp.codec_fmtp(heard.answer_sdp, name)
+    assert fmtp == {**fmtp, **profile.answer_fmtp()}
+
+
+def test_five_listeners_hear_the_tone_and_leave_no_peers(server):
+    make_profile("five", sine_frequency=1000)
+
+    async def scenario():
+        listeners = [Listener(server.ws_url("five")) for _ in range(5)]
+        await asyncio.gather(*(listener.connect() for listener in listeners))
+        assert (await asyncio.to_thread(server.status))["peers"] == 5
+        heard = await asyncio.gather(*(listener.listen_for(2.0) for listener in listeners))
+        await asyncio.gather(*(listener.close() for listener in listeners))
+        return heard
+
+    for heard in run(scenario()):
+        assert abs(dominant_frequency(steady_part(heard)[:, 0], heard.sample_rate) - 1000) <= 5
+    status = wait_for(lambda: (s := server.status())["peers"] == 0 and not s["hubs"] and s, 10, "peers to close")
+    assert status == {"peers": 0, "hubs": []}
+
+
+async def send_garbage(server, slug):
+    """Malformed, oversized, binary and out-of-order messages on other sockets."""
+    replies = []
+    messages = ["{nope", "[]", '{"type": "answer", "sdp": "v=0"}', json.dumps({"type": "offer", "sdp": "x" * 70_000}),
+                b"\xff\x00", '{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 RTP/AVP 0\\r\\n"}']
+    for _ in range(3):
+        async with connect_like_a_browser(server.ws_url(slug)) as ws:
+            for message in messages:
+                await ws.send(message)
+                replies.append(json.loads(await ws.recv()))
+    async with connect_like_a_browser(server.ws_url("no-such-stream")) as ws:
+        replies.append(json.loads(await ws.recv()))
+    return replies
+
+
+def test_bad_input_on_other_sockets_leaves_a_listener_without_gaps(server):
+    make_profile("steady", sine_frequency=440)
+
+    async def scenario():
+        listener = Listener(server.ws_url("steady"))
+        await listener.connect()
+        await listener.listen_for(0.5)
+        start = len(listener.heard.chunks)
+        replies = await send_garbage(server, "steady")
+        await listener.listen_for(listener.heard.seconds() + 1.0)
+        await listener.close()
+        return listener.heard, start, replies
+
+    heard, start, replies = run(scenario())
+    assert all(reply["type"] == "error" for reply in replies)
+    assert {reply["code"] for reply in replies} >= {"invalid-json", "missing-type", "unknown-type", "too-large", "not-text", "profile-not-found"}
+    arrivals = np.array([t for t, _ in heard.chunks[start:]])
+    assert np.max(np.diff(arrivals)) < 0.100
+    assert abs(dominant_frequency(steady_part(heard)[:, 0], heard.sample_rate) - 440) <= 5
