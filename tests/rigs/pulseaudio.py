@@ -229,13 +229,25 @@ class PulseAudioRig:
         raise LookupError(f"no sink {name}")
 
     def keep_sink_awake(self, name, latency_msec=10, timeout=5.0):
-        """Attach a low-latency recorder to name's monitor and wait until the sink renders
-        in short blocks, so that later recorders get their first samples at once."""
+        """Attach a low-latency recorder ("keeper") to name's monitor, so that the sink
+        renders in short blocks and later recorders get their first samples at once.
+
+        The sink is suspended while the keeper connects: on resume it starts rendering with
+        the keeper's short latency instead of finishing a block of up to 2 s."""
         if name in self._keepers:
             return
-        self._keepers[name] = subprocess.Popen(
-            ["parec", f"--device={name}.monitor", f"--latency-msec={latency_msec}", "--raw"],
-            env=self.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        monitor = f"{name}.monitor"
+        source_index = next(fields[0] for fields in self._short_list("sources") if fields[1] == monitor)
+        self.pactl("suspend-sink", name, "1")
+        try:
+            self._keepers[name] = subprocess.Popen(
+                ["parec", f"--device={monitor}", f"--latency-msec={latency_msec}", "--raw"],
+                env=self.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_until(lambda: any(fields[1] == source_index
+                                   for fields in self._short_list("source-outputs")),
+                       timeout, f"the keeper recorder to connect to {monitor}")
+        finally:
+            self.pactl("suspend-sink", name, "0")
         limit = 2 * latency_msec * 1000
 
         def short_blocks():
