@@ -1,11 +1,13 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from .forms import StreamProfileForm
 from .models import StreamProfile
 
 
 @admin.register(StreamProfile)
 class StreamProfileAdmin(admin.ModelAdmin):
+    form = StreamProfileForm
     list_display = ["name", "slug", "enabled", "source", "codec", "audio_bitrate", "channels", "listen_link"]
     list_filter = ["enabled", "codec", "source"]
     list_editable = ["enabled"]
@@ -35,3 +37,13 @@ class StreamProfileAdmin(admin.ModelAdmin):
     @admin.display(description="Listen")
     def listen_link(self, profile):
         return format_html('<a href="{}" target="_blank">Listen</a>', profile.get_absolute_url())
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        absent = form.absent_device()
+        if absent:
+            messages.warning(
+                request,
+                f"The device “{absent}” is not present now. The profile is saved; its listeners "
+                "will hear silence until the device appears.",
+            )

@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import sdp
 from .models import StreamProfile
 from .peers import ListenerPeer, OfferRejected
-from .runtime import get_runtime
+from .runtime import get_runtime, status_group
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class ListenConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         if self.peer is not None:
+            await self.channel_layer.group_discard(status_group(self.slug), self.channel_name)
             await self.peer.close()
 
     @staticmethod
@@ -98,8 +99,20 @@ class ListenConsumer(AsyncWebsocketConsumer):
             self.peer = None  # the listener may send a corrected offer
             raise SignalingError(rejected.code, rejected.message) from None
         await self.send(text_data=json.dumps({"type": "answer", "sdp": answer}))
+        await self.channel_layer.group_add(status_group(profile.slug), self.channel_name)
+        state, text = self.peer.track.hub.status
+        if state != "playing":
+            await self.send_status(state, text)
 
     handlers = {"offer": handle_offer}
+
+    async def stream_status(self, event):
+        """A state change of this listener's stream (device lost or back, ...), from the channel layer."""
+        if self.peer is not None:
+            await self.send_status(event["state"], event["message"])
+
+    async def send_status(self, state, message):
+        await self.send(text_data=json.dumps({"type": "status", "state": state, "message": message}))
 
     async def send_error(self, code, message):
         await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message}))

@@ -2,6 +2,7 @@ import json
 
 from django.conf import settings
 import ipaddress
+import threading
 
 from django.http import Http404, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
@@ -46,4 +47,9 @@ async def status(request):
         {"slug": hub.config.slug, "codec": hub.config.codec, "listeners": hub.listener_count, "packets_sent": hub.packets_sent}
         for hub in runtime.hubs.hubs()
     ]
-    return JsonResponse({"peers": len(runtime.peers), "hubs": hubs})
+    captures = [
+        {"device": c.device_name, "state": c.state, "readers": c.reader_count, "thread": c.thread.name}
+        for c in runtime.captures.captures()
+    ]
+    threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("capture:"))
+    return JsonResponse({"peers": len(runtime.peers), "hubs": hubs, "captures": captures, "capture_threads": threads})

@@ -84,3 +84,12 @@ def test_behaves_like_a_bounded_deque(capacity, ops):
                 assert got[:, 0].tolist() == [reference.popleft() for _ in range(n)]
         assert ring.available == len(reference)
         assert ring.dropped == dropped
+
+
+def test_trim_keeps_the_newest_samples_and_counts_the_rest_as_dropped():
+    ring = NumpyRingBuffer(1000, 1)
+    ring.write(ramp(0, 700, channels=1))
+    assert ring.trim(200) == 500
+    assert ring.dropped == 500
+    assert np.array_equal(ring.read(200), ramp(500, 200, channels=1))
+    assert ring.trim(200) == 0

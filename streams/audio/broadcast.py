@@ -16,7 +16,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .config import FRAME_MS
 from .encoders import create_encoder
-from .sources import open_source
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ class ListenerTrack(MediaStreamTrack):
 
     def __init__(self, hub, max_packets):
         super().__init__()
-        self._hub = hub
+        self.hub = hub
         self._packets = collections.deque(maxlen=max_packets)
         self._ready = asyncio.Event()
         self.dropped = 0
@@ -55,14 +54,20 @@ class ListenerTrack(MediaStreamTrack):
         if self.readyState == "live":
             super().stop()
             self._ready.set()
-            self._hub.unsubscribe(self)
+            self.hub.unsubscribe(self)
 
 
 class BroadcastHub:
-    def __init__(self, config, max_packets, on_idle):
+    """Reads, encodes and fans out one stream. `open_source(config, on_device_state)` gives its
+    source; `announce(slug, state, message)` tells the stream's listeners about a state change."""
+
+    def __init__(self, config, max_packets, open_source, announce, on_idle):
         self.config = config
         self._max_packets = max_packets
+        self._open_source = open_source
+        self._announce = announce
         self._on_idle = on_idle
+        self.status = ("playing", "")
         self._tracks = set()
         self._task = None
         self._source = None
@@ -77,10 +82,16 @@ class BroadcastHub:
         track = ListenerTrack(self, self._max_packets)
         self._tracks.add(track)
         if self._task is None:
-            self._source = open_source(self.config)
+            self._source = self._open_source(self.config, self._device_state_changed)
             self._encoder = create_encoder(self.config)
             self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
         return track
+
+    def _device_state_changed(self, capture):
+        state = {"capturing": "playing", "lost": "device-lost"}.get(capture.state, capture.state)
+        if (state, capture.message) != self.status:
+            self.status = (state, capture.message)
+            self._announce(self.config.slug, state, capture.message)
 
     def unsubscribe(self, track):
         self._tracks.discard(track)
@@ -124,14 +135,17 @@ class BroadcastHub:
 class HubRegistry:
     """The hubs of one process, one per distinct StreamConfig."""
 
-    def __init__(self, max_packets):
+    def __init__(self, max_packets, open_source, announce):
         self._max_packets = max_packets
+        self._open_source = open_source
+        self._announce = announce
         self._hubs = {}
 
     def subscribe(self, config):
         hub = self._hubs.get(config)
         if hub is None:
-            hub = self._hubs[config] = BroadcastHub(config, self._max_packets, self._forget)
+            hub = BroadcastHub(config, self._max_packets, self._open_source, self._announce, self._forget)
+            self._hubs[config] = hub
         return hub.subscribe()
 
     def _forget(self, hub):

@@ -60,6 +60,10 @@ class NumpyRingBuffer:
             self._read += n
             return out
 
-    def clear(self):
+    def trim(self, keep):
+        """Drop the oldest unread samples so that at most `keep` wait (bounds latency); returns how many."""
         with self._lock:
-            self._read = self._written
+            excess = max(0, self._written - self._read - keep)
+            self._read += excess
+            self.dropped += excess
+            return excess

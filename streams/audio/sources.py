@@ -32,7 +32,41 @@ class SineSource:
         pass
 
 
-def open_source(config):
+class DeviceSource:
+    """Frames from a shared device capture, with a small jitter buffer between its clock and ours.
+
+    Reading starts once PRIME_SAMPLES are waiting; an underrun gives silence (never a stall)
+    and primes again; a backlog beyond MAX_BACKLOG_SAMPLES is dropped to keep latency low.
+    """
+
+    PRIME_SAMPLES = FRAME_SAMPLES * 3 // 2  # 30 ms
+    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 5  # 100 ms
+
+    def __init__(self, subscription, channels):
+        self.subscription = subscription
+        self.channels = channels
+        self._primed = False
+        self._silence = np.zeros((FRAME_SAMPLES, channels), dtype=np.int16)
+
+    def read_frame(self):
+        ring = self.subscription.ring
+        ring.trim(self.MAX_BACKLOG_SAMPLES)
+        if not self._primed and ring.available < self.PRIME_SAMPLES:
+            return self._silence
+        block = ring.read(FRAME_SAMPLES)
+        self._primed = block is not None
+        if block is None:
+            return self._silence
+        if self.channels == 1:
+            return (block.astype(np.int32).sum(axis=1, keepdims=True) // 2).astype(np.int16)
+        return block
+
+    def close(self):
+        self.subscription.close()
+
+
+def open_source(config, captures, on_device_state):
+    """The source a stream config asks for; device sources join the device's shared capture."""
     if config.source == "sine":
         return SineSource(config.sine_frequencies, config.sample_rate)
-    raise ValueError(f"source {config.source!r} is not available yet")
+    return DeviceSource(captures.subscribe(config.device_name, on_device_state), config.channels)

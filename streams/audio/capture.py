@@ -1,0 +1,280 @@
+"""Device capture: one thread per device, shared by every stream that uses the device.
+
+A DeviceCapture opens its device off the event loop (PortAudio may block for
+seconds), reads 10 ms blocks, converts them once to 48 kHz stereo int16 and
+writes each block into the ring buffer of every reader (one per broadcast hub).
+If the device vanishes or errors, the thread reports it, closes what it had and
+retries with backoff until the device is back or capture is stopped.
+
+The AudioCaptureManager owns the captures of a process: it starts one with its
+first reader and stops it a few seconds after its last reader leaves, so an
+idle server does not hold the microphone.
+"""
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+
+import av
+import numpy as np
+
+from . import devices as device_lookup
+from .config import SAMPLE_RATE
+from .ringbuffer import NumpyRingBuffer
+
+logger = logging.getLogger(__name__)
+
+BLOCK_SAMPLES = SAMPLE_RATE // 100  # 10 ms
+CAPTURE_CHANNELS = 2
+RING_SECONDS = 1
+FIRST_RETRY_SECONDS = 0.25
+MAX_RETRY_SECONDS = 2.0
+SOURCE_CHECK_SECONDS = 1.0
+# PULSE_SOURCE is read from the process environment when a "pulse" stream opens.
+_pulse_open_lock = threading.Lock()
+
+
+class DeviceLost(OSError):
+    pass
+
+
+def to_capture_format(samples, channels):
+    """Interleaved int16 of `channels` channels -> (n, 2): mono is duplicated, extra channels dropped."""
+    frames = samples.reshape(-1, channels)
+    if channels == 1:
+        return np.repeat(frames, 2, axis=1)
+    return np.ascontiguousarray(frames[:, :CAPTURE_CHANNELS])
+
+
+class OpenStream:
+    """A PortAudio input stream at a device's rate, yielding 48 kHz stereo blocks."""
+
+    def __init__(self, module, device):
+        self.device = device
+        self._resources = contextlib.ExitStack()
+        self._pa = self._resources.enter_context(device_lookup.portaudio(module))
+        try:
+            self._open(module)
+        except Exception:
+            self._resources.close()
+            raise
+
+    def _open(self, module):
+        device = self.device
+        if device.pulse_source is not None:
+            index = next(
+                (d.index for d in device_lookup.portaudio_devices(self._pa) if d.label == device_lookup.PULSE_ALSA_DEVICE),
+                None,
+            )
+            if index is None:
+                raise DeviceLost("PortAudio has no ALSA 'pulse' device: install libasound2-plugins")
+            self.rate, self.channels = SAMPLE_RATE, min(device.input_channels, CAPTURE_CHANNELS)
+            with _pulse_open_lock:
+                previous = os.environ.get("PULSE_SOURCE")
+                os.environ["PULSE_SOURCE"] = device.pulse_source
+                try:
+                    self._stream = self._open_stream(module, index)
+                finally:
+                    if previous is None:
+                        os.environ.pop("PULSE_SOURCE", None)
+                    else:
+                        os.environ["PULSE_SOURCE"] = previous
+        else:
+            # WASAPI loopback only opens at the device's own format; other APIs accept it too.
+            self.rate, self.channels = int(device.default_sample_rate), min(device.input_channels, CAPTURE_CHANNELS)
+            self._stream = self._open_stream(module, device.index)
+        self._frames_per_block = self.rate // 100
+        self._resampler = None
+        if self.rate != SAMPLE_RATE:
+            self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
+
+    def _open_stream(self, module, index):
+        return self._pa.open(
+            format=module.paInt16,
+            channels=self.channels,
+            rate=self.rate,
+            input=True,
+            input_device_index=index,
+            frames_per_buffer=self.rate // 100,
+        )
+
+    def read_block(self):
+        raw = self._stream.read(self._frames_per_block, exception_on_overflow=False)
+        block = to_capture_format(np.frombuffer(raw, dtype=np.int16), self.channels)
+        if self._resampler is None:
+            return block
+        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = self.rate
+        out = [f.to_ndarray().reshape(-1, CAPTURE_CHANNELS) for f in self._resampler.resample(frame)]
+        return np.concatenate(out) if out else np.zeros((0, CAPTURE_CHANNELS), dtype=np.int16)
+
+    def close(self):
+        try:
+            self._stream.stop_stream()
+            self._stream.close()
+        except (OSError, IOError):
+            pass  # a vanished device's stream may be closed already
+        finally:
+            self._resources.close()
+
+
+class DeviceCapture:
+    def __init__(self, device_name, on_state, module_factory=device_lookup.pyaudio_module):
+        self.device_name = device_name
+        self.state = "starting"
+        self.message = f"Opening {device_name}…"
+        self._on_state = on_state
+        self._module_factory = module_factory
+        self._readers = set()
+        self._readers_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"capture:{device_name}", daemon=True)
+
+    @property
+    def reader_count(self):
+        with self._readers_lock:
+            return len(self._readers)
+
+    def add_reader(self):
+        ring = NumpyRingBuffer(SAMPLE_RATE * RING_SECONDS, CAPTURE_CHANNELS)
+        with self._readers_lock:
+            self._readers.add(ring)
+        return ring
+
+    def remove_reader(self, ring):
+        with self._readers_lock:
+            self._readers.discard(ring)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def _set_state(self, state, message):
+        if (state, message) != (self.state, self.message):
+            self.state, self.message = state, message
+            log = logger.warning if state == "lost" else logger.info
+            log("capture %s: %s", self.device_name, message)
+            self._on_state(self)
+
+    def _run(self):
+        retry = FIRST_RETRY_SECONDS
+        while not self._stop.is_set():
+            try:
+                stream = self._open()
+            except Exception as error:  # PortAudio reports a missing device in many ways
+                self._set_state("lost", f"{self.device_name} is not available ({error}); retrying every {retry:g} s.")
+                self._stop.wait(retry)
+                retry = min(retry * 2, MAX_RETRY_SECONDS)
+                continue
+            retry = FIRST_RETRY_SECONDS
+            self._set_state("capturing", f"Capturing {self.device_name}.")
+            try:
+                self._pump(stream)
+            except Exception as error:
+                self._set_state("lost", f"{self.device_name} stopped delivering sound ({error}); retrying.")
+            finally:
+                stream.close()
+        self.state, self.message = "stopped", f"Capture of {self.device_name} stopped."
+        logger.info("capture %s: stopped", self.device_name)
+
+    def _open(self):
+        module = self._module_factory()
+        device = device_lookup.resolve(self.device_name, module)
+        if device is None:
+            raise DeviceLost("no such device now")
+        return OpenStream(module, device)
+
+    def _pump(self, stream):
+        next_check = time.monotonic() + SOURCE_CHECK_SECONDS
+        while not self._stop.is_set():
+            block = stream.read_block()
+            with self._readers_lock:
+                readers = list(self._readers)
+            for ring in readers:
+                ring.write(block)
+            if stream.device.pulse_source and time.monotonic() > next_check:
+                # PulseAudio quietly moves a stream whose source vanished to another source: check by name.
+                next_check = time.monotonic() + SOURCE_CHECK_SECONDS
+                present = {d.pulse_source for d in device_lookup.pulse_sources()}
+                if stream.device.pulse_source not in present:
+                    raise DeviceLost(f"source {stream.device.pulse_source} is gone")
+
+
+class CaptureSubscription:
+    """A reader's handle on a shared capture: its ring buffer and the capture's state."""
+
+    def __init__(self, manager, capture, ring, on_state):
+        self.manager = manager
+        self.capture = capture
+        self.ring = ring
+        self.on_state = on_state
+
+    def close(self):
+        self.manager.unsubscribe(self)
+
+
+class AudioCaptureManager:
+    def __init__(self, linger_seconds=3.0, module_factory=device_lookup.pyaudio_module):
+        self.linger_seconds = linger_seconds
+        self._module_factory = module_factory
+        self._captures = {}
+        self._watchers = {}  # device name -> set of callbacks(capture) run on the event loop
+        self._stop_timers = {}
+        self._loop = None
+
+    def captures(self):
+        return list(self._captures.values())
+
+    def subscribe(self, device_name, on_state):
+        """Join (or start) the capture of device_name; on_state(capture) runs on the loop at each change."""
+        self._loop = asyncio.get_running_loop()
+        timer = self._stop_timers.pop(device_name, None)
+        if timer is not None:
+            timer.cancel()
+        capture = self._captures.get(device_name)
+        if capture is None:
+            capture = DeviceCapture(device_name, self._state_changed, self._module_factory)
+            self._captures[device_name] = capture
+            self._watchers[device_name] = set()
+            capture.start()
+        self._watchers[device_name].add(on_state)
+        self._loop.call_soon(on_state, capture)  # the subscriber learns the current state too
+        return CaptureSubscription(self, capture, capture.add_reader(), on_state)
+
+    def unsubscribe(self, subscription):
+        capture = subscription.capture
+        capture.remove_reader(subscription.ring)
+        self._watchers.get(capture.device_name, set()).discard(subscription.on_state)
+        if capture.reader_count == 0 and self._captures.get(capture.device_name) is capture:
+            self._stop_timers[capture.device_name] = self._loop.call_later(self.linger_seconds, self._stop_idle, capture)
+
+    def _stop_idle(self, capture):
+        self._stop_timers.pop(capture.device_name, None)
+        if capture.reader_count == 0 and self._captures.get(capture.device_name) is capture:
+            del self._captures[capture.device_name]
+            del self._watchers[capture.device_name]
+            capture.stop()
+
+    def _state_changed(self, capture):
+        """Called on the capture thread: hand the news to the event loop."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._notify, capture)
+
+    def _notify(self, capture):
+        for callback in list(self._watchers.get(capture.device_name, ())):
+            callback(capture)
+
+    async def close(self):
+        for timer in self._stop_timers.values():
+            timer.cancel()
+        self._stop_timers.clear()
+        captures = list(self._captures.values())
+        self._captures.clear()
+        self._watchers.clear()
+        for capture in captures:
+            capture.stop()
+        await asyncio.to_thread(lambda: [capture.thread.join(5) for capture in captures])

@@ -1,0 +1,155 @@
+"""Device capture end to end: PulseAudio null sink -> its monitor -> daphne -> aiortc listener (FFT)."""
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from streams.models import StreamProfile
+from tests.listener import Listener, dominant_frequency
+from tests.rigs.daphne import DaphneServer, wait_for
+from tests.rigs.pulseaudio import PulseAudioRig
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MONITOR = "PulseAudio: virt.monitor"
+LINGER_SECONDS = 1
+
+
+@pytest.fixture(scope="module")
+def pulse():
+    with PulseAudioRig() as rig:
+        yield rig
+
+
+@pytest.fixture(scope="module")
+def capture_server(pulse, django_db_setup, tmp_path_factory):
+    env = {**pulse.env, "RTC_CAPTURE_LINGER_SECONDS": str(LINGER_SECONDS)}
+    log = tmp_path_factory.mktemp("capture-daphne") / "app.log"
+    daphne = DaphneServer(settings.DATABASES["default"]["NAME"], log, extra_env=env).start()
+    yield daphne
+    daphne.stop()
+
+
+@pytest.fixture
+def tone(pulse):
+    """Start a tone into the null sink; stops the previous one."""
+    players = []
+
+    def play(hz):
+        for player in players:
+            player.terminate()
+        players.append(pulse.play_tone(hz, seconds=60))
+
+    yield play
+    for player in players:
+        player.terminate()
+
+
+def device_profile(slug, channels=2, **fields):
+    profile = StreamProfile(name=slug, slug=slug, source="device", device_name=MONITOR, channels=channels, **fields)
+    profile.full_clean()
+    profile.save()
+    return profile
+
+
+def latest(heard, seconds):
+    samples = heard.samples()
+    return samples[-int(seconds * heard.sample_rate):] if heard.sample_rate else samples
+
+
+def rms(samples):
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
+
+
+async def until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic()
+
+
+def hears(listener, hz, window=0.5):
+    heard = listener.heard
+    recent = latest(heard, window)
+    if len(recent) < window * max(heard.sample_rate, 1) * 0.9:
+        return False
+    return rms(recent[:, 0]) > 1000 and abs(dominant_frequency(recent[:, 0], heard.sample_rate) - hz) <= 5
+
+
+def run(coroutine, timeout=90):
+    return asyncio.run(asyncio.wait_for(coroutine, timeout))
+
+
+def test_listener_hears_what_is_played_into_the_sink_and_follows_a_change(capture_server, tone):
+    device_profile("loopback")
+    tone(1000)
+
+    async def scenario():
+        listener = Listener(capture_server.ws_url("loopback"))
+        await listener.connect()
+        try:
+            await until(lambda: hears(listener, 1000), 15, "1 kHz from the monitor")
+            tone(2000)
+            await until(lambda: hears(listener, 2000), 10, "the change to 2 kHz")
+        finally:
+            await listener.close()
+
+    run(scenario())
+
+
+def test_two_profiles_on_one_device_share_one_capture_that_stops_after_the_last_listener(capture_server, tone):
+    device_profile("desk-stereo")
+    device_profile("desk-mono", channels=1)
+    tone(1000)
+
+    async def scenario():
+        listeners = [Listener(capture_server.ws_url(slug)) for slug in ("desk-stereo", "desk-mono")]
+        await asyncio.gather(*(listener.connect() for listener in listeners))
+        try:
+            for listener in listeners:
+                await until(lambda: hears(listener, 1000), 15, "1 kHz on both profiles")
+            return await asyncio.to_thread(capture_server.status)
+        finally:
+            await asyncio.gather(*(listener.close() for listener in listeners))
+
+    status = run(scenario())
+    assert status["capture_threads"] == [f"capture:{MONITOR}"]
+    assert [(c["device"], c["readers"]) for c in status["captures"]] == [(MONITOR, 2)]
+    stopped = wait_for(lambda: (s := capture_server.status())["capture_threads"] == [] and s, 10, "capture to stop")
+    assert stopped["captures"] == [] and stopped["peers"] == 0
+
+
+def test_a_vanished_device_gives_silence_and_a_status_then_the_tone_returns(capture_server, pulse, tone):
+    # DTX off: with DTX on, silence is not sent at all and there would be nothing to measure.
+    device_profile("fragile", opus_dtx=False)
+    tone(1000)
+
+    async def scenario():
+        listener = Listener(capture_server.ws_url("fragile"))
+        await listener.connect()
+        try:
+            await until(lambda: hears(listener, 1000), 15, "the tone before the loss")
+            await asyncio.to_thread(pulse.unload_null_sink, "virt")
+            statuses = lambda: [m for m in listener.heard.messages if m["type"] == "status"]  # noqa: E731
+            await until(lambda: any(m["state"] == "device-lost" for m in statuses()), 5, "a device-lost status")
+            lost_at = len(listener.heard.chunks)
+            await until(lambda: len(listener.heard.chunks) > lost_at + 50, 5, "1 s of audio after the loss")
+            silent = rms(latest(listener.heard, 0.5)[:, 0])
+            connection = listener.pc.connectionState
+            await asyncio.to_thread(pulse.load_null_sink, "virt")
+            tone(1000)
+            back = time.monotonic()
+            returned = await until(lambda: hears(listener, 1000), 5, "the tone to return")
+            return silent, connection, returned - back, statuses()
+        finally:
+            await listener.close()
+
+    silent, connection, seconds_to_return, statuses = run(scenario())
+    assert silent < 50, f"not silence after the device vanished (RMS {silent:.0f})"
+    assert connection == "connected"
+    assert seconds_to_return < 5
+    assert statuses[-1]["state"] == "playing" and "device-lost" in [m["state"] for m in statuses]
