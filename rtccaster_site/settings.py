@@ -20,6 +20,8 @@ RTC_ICE_ADDRESSES = env_ip_list("RTC_ICE_ADDRESSES")
 # Encoded packets a slow listener may have queued before the oldest are dropped (20 ms each).
 RTC_LISTENER_QUEUE_PACKETS = env_int("RTC_LISTENER_QUEUE_PACKETS", 10, minimum=1, maximum=500)
 
+# Benchmark comparison only: let aiortc encode separately for every listener (the slow way).
+RTC_ENCODE_PER_LISTENER = env_bool("RTC_ENCODE_PER_LISTENER", False)
 # Seconds a device capture keeps running after its last listener left (a quick reconnect reuses it).
 RTC_CAPTURE_LINGER_SECONDS = env_int("RTC_CAPTURE_LINGER_SECONDS", 3, minimum=0, maximum=3600)
 

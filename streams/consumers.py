@@ -88,12 +88,12 @@ class ListenConsumer(AsyncWebsocketConsumer):
             raise SignalingError("no-audio", "The offer has no audio section; add a recvonly audio transceiver.")
         profile = self.profile
         runtime = get_runtime()
-        self.peer = ListenerPeer(profile.slug, runtime.hubs.subscribe(profile.stream_config()), runtime.peers)
+        # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
+        config = profile.stream_config().limited_by(sdp.opus_receiver_limits(offer))
+        self.peer = ListenerPeer(profile.slug, runtime.hubs.subscribe(config), runtime.peers)
         logger.info("%r connecting from %s", self.peer, self.client_address())
         try:
-            answer = await self.peer.answer(
-                offer, profile.codec, profile.answer_fmtp(), profile.answer_bandwidth_kbps()
-            )
+            answer = await self.peer.answer(offer, config.codec, config.answer_fmtp(), profile.answer_bandwidth_kbps())
         except OfferRejected as rejected:
             await self.peer.close()
             self.peer = None  # the listener may send a corrected offer

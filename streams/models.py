@@ -3,7 +3,6 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
-from . import sdp
 from .audio.config import StreamConfig
 
 OPUS_MIN_BITRATE = 6_000
@@ -119,16 +118,7 @@ class StreamProfile(models.Model):
 
     def answer_fmtp(self):
         """The a=fmtp parameters this profile puts in an answer (none for G.711/G.722)."""
-        if self.codec != self.Codec.OPUS:
-            return {}
-        return sdp.opus_fmtp_params(
-            channels=self.channels,
-            max_average_bitrate=self.opus_bitrate,
-            max_playback_rate=self.opus_max_playback_rate,
-            cbr=self.opus_cbr,
-            fec=self.opus_inband_fec,
-            dtx=self.opus_dtx,
-        )
+        return self.stream_config().answer_fmtp()
 
     def answer_bandwidth_kbps(self):
         return max(1, round(self.audio_bitrate / 1000))

@@ -25,7 +25,9 @@ def status_group(slug):
 class StreamRuntime:
     def __init__(self):
         self.captures = AudioCaptureManager(settings.RTC_CAPTURE_LINGER_SECONDS)
-        self.hubs = HubRegistry(settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce)
+        self.hubs = HubRegistry(
+            settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce, settings.RTC_ENCODE_PER_LISTENER
+        )
         self.peers = set()
         self._pending = set()
 

@@ -27,6 +27,25 @@ def opus_fmtp_params(*, channels, max_average_bitrate, max_playback_rate, cbr, f
     }
 
 
+def opus_receiver_limits(offer_sdp):
+    """What a listener's offer says it wants to receive in Opus (RFC 7587), as plain values.
+
+    stereo: False unless the offer has stereo=1 (absent means "prefers mono");
+    max_average_bitrate / max_playback_rate: an int, or None when the offer sets none.
+    """
+    params = codec_fmtp(offer_sdp, "opus") or {}
+
+    def number(key):
+        value = params.get(key, "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    return {
+        "stereo": params.get("stereo") == "1",
+        "max_average_bitrate": number("maxaveragebitrate"),
+        "max_playback_rate": number("maxplaybackrate"),
+    }
+
+
 def parse_fmtp(value):
     """'a=1;b=2' -> {'a': '1', 'b': '2'}; a bare token maps to ''."""
     params = {}

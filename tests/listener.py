@@ -9,6 +9,8 @@ import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from streams import sdp
+
 
 def connect_like_a_browser(ws_url):
     """Open a signaling socket with the Origin header a browser on that page would send."""
@@ -21,6 +23,7 @@ class Heard:
     answer_sdp: str = ""
     messages: list = field(default_factory=list)
     chunks: list = field(default_factory=list)  # (arrival time, int16 array of shape (n, channels))
+    packets: list = field(default_factory=list)  # (arrival ms, sequence number, RTP timestamp, payload)
     sample_rate: int = 0
     channels: int = 0
 
@@ -33,12 +36,17 @@ class Heard:
         return len(self.samples()) / self.sample_rate if self.sample_rate else 0.0
 
 
-class Listener:
-    """Connect, negotiate, collect decoded audio until told to stop."""
+def ask_for_stereo(offer):
+    """What the listener page does to its offer: browsers decode stereo only when they asked for it."""
+    return sdp.set_codec_fmtp(offer, "opus", {"stereo": "1"})
 
-    def __init__(self, ws_url, offer_edit=None):
+
+class Listener:
+    """Connect, negotiate, collect decoded audio (and the RTP packets) until told to stop."""
+
+    def __init__(self, ws_url, offer_edit=ask_for_stereo):
         self.ws_url = ws_url
-        self.offer_edit = offer_edit or (lambda sdp: sdp)
+        self.offer_edit = offer_edit
         self.heard = Heard()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._ws = None
@@ -47,7 +55,8 @@ class Listener:
 
     async def connect(self, timeout=15):
         self._ws = await connect_like_a_browser(self.ws_url)
-        self.pc.addTransceiver("audio", direction="recvonly")
+        transceiver = self.pc.addTransceiver("audio", direction="recvonly")
+        self._record_rtp(transceiver.receiver)
         self.pc.on("track", lambda track: self._start_receiving(track))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         await self._ws.send(json.dumps({"type": "offer", "sdp": self.offer_edit(self.pc.localDescription.sdp)}))
@@ -62,6 +71,15 @@ class Listener:
         self.heard.answer_sdp = message["sdp"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
         self._messages_task = asyncio.create_task(self._collect_messages())
+
+    def _record_rtp(self, receiver):
+        handle = receiver._handle_rtp_packet  # aiortc has no public hook for received payloads
+
+        async def recording(packet, arrival_time_ms):
+            self.heard.packets.append((arrival_time_ms, packet.sequence_number, packet.timestamp, bytes(packet.payload)))
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = recording
 
     def _start_receiving(self, track):
         self._receiving = asyncio.create_task(self._receive(track))

@@ -14,8 +14,8 @@ import logging
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .config import FRAME_MS
-from .encoders import create_encoder
+from .config import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from .encoders import create_encoder, match_channels
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ class BroadcastHub:
     """Reads, encodes and fans out one stream. `open_source(config, on_device_state)` gives its
     source; `announce(slug, state, message)` tells the stream's listeners about a state change."""
 
-    def __init__(self, config, max_packets, open_source, announce, on_idle):
+    def __init__(self, config, max_packets, open_source, announce, on_idle, per_listener=False):
         self.config = config
+        self._per_listener = per_listener
         self._max_packets = max_packets
         self._open_source = open_source
         self._announce = announce
@@ -114,16 +115,10 @@ class BroadcastHub:
 
     async def _run(self):
         loop = asyncio.get_running_loop()
-        time_base = fractions.Fraction(1, self._encoder.clock_rate)
+        send = self._send_raw_frame if self._per_listener else self._send_encoded
         deadline = loop.time()
         while True:
-            for encoded in self._encoder.encode(self._source.read_frame()):
-                packet = av.Packet(encoded.payload)
-                packet.pts = encoded.timestamp
-                packet.time_base = time_base
-                for track in self._tracks:
-                    track.push(packet)
-                self.packets_sent += 1
+            send(self._source.read_frame())
             deadline += FRAME_SECONDS
             lag = loop.time() - deadline
             if lag > MAX_CATCH_UP_SECONDS:
@@ -132,11 +127,35 @@ class BroadcastHub:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
 
+    def _send_encoded(self, pcm):
+        time_base = fractions.Fraction(1, self._encoder.clock_rate)
+        for encoded in self._encoder.encode(pcm):
+            packet = av.Packet(encoded.payload)
+            packet.pts = encoded.timestamp
+            packet.time_base = time_base
+            for track in self._tracks:
+                track.push(packet)
+            self.packets_sent += 1
+
+    def _send_raw_frame(self, pcm):
+        """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""
+        pcm = match_channels(pcm, self.config.channels)
+        layout = "stereo" if self.config.channels == 2 else "mono"
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self.packets_sent * FRAME_SAMPLES
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        for track in self._tracks:
+            track.push(frame)
+        self.packets_sent += 1
+
+
 class HubRegistry:
     """The hubs of one process, one per distinct StreamConfig."""
 
-    def __init__(self, max_packets, open_source, announce):
+    def __init__(self, max_packets, open_source, announce, per_listener=False):
         self._max_packets = max_packets
+        self._per_listener = per_listener
         self._open_source = open_source
         self._announce = announce
         self._hubs = {}
@@ -144,7 +163,9 @@ class HubRegistry:
     def subscribe(self, config):
         hub = self._hubs.get(config)
         if hub is None:
-            hub = BroadcastHub(config, self._max_packets, self._open_source, self._announce, self._forget)
+            hub = BroadcastHub(
+                config, self._max_packets, self._open_source, self._announce, self._forget, self._per_listener
+            )
             self._hubs[config] = hub
         return hub.subscribe()
 

@@ -5,8 +5,11 @@ once, when a listener connects, and hubs are keyed by it. Two listeners of the
 same profile with the same settings share one hub; after an operator edits the
 profile, new listeners get a hub built from the new settings.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .. import sdp
+
+OPUS_PLAYBACK_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)
 SAMPLE_RATE = 48_000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
@@ -28,3 +31,31 @@ class StreamConfig:
     opus_packet_loss_percent: int = 10
     opus_dtx: bool = True
     opus_application: str = "audio"  # "audio" (music) or "voip" (voice)
+
+    def answer_fmtp(self):
+        """The a=fmtp parameters an answer carries for this stream (none for G.711/G.722)."""
+        if self.codec != "opus":
+            return {}
+        return sdp.opus_fmtp_params(
+            channels=self.channels,
+            max_average_bitrate=self.opus_bitrate,
+            max_playback_rate=self.opus_max_playback_rate,
+            cbr=self.opus_cbr,
+            fec=self.opus_fec,
+            dtx=self.opus_dtx,
+        )
+
+    def limited_by(self, limits):
+        """The variant of this stream that a listener's Opus limits (sdp.opus_receiver_limits) allow.
+
+        Listeners with the same limits get the same variant, so it is encoded once for all of them.
+        """
+        if self.codec != "opus":
+            return self
+        channels = self.channels if limits["stereo"] else 1
+        bitrate = min(self.opus_bitrate, limits["max_average_bitrate"] or self.opus_bitrate)
+        playback_rate = self.opus_max_playback_rate
+        if limits["max_playback_rate"]:
+            allowed = [rate for rate in OPUS_PLAYBACK_RATES if rate <= limits["max_playback_rate"]] or [8_000]
+            playback_rate = min(playback_rate, allowed[-1])
+        return replace(self, channels=channels, opus_bitrate=max(bitrate, 6_000), opus_max_playback_rate=playback_rate)

@@ -26,6 +26,15 @@ OPUS_APPLICATIONS = {"audio": opuslib_next.APPLICATION_AUDIO, "voip": opuslib_ne
 OPUS_DTX_MAX_BYTES = 2
 
 
+def match_channels(pcm, channels):
+    """(n, c) int16 -> (n, channels): average to mono, or duplicate mono to stereo."""
+    if pcm.shape[1] == channels:
+        return pcm
+    if channels == 1:
+        return (pcm.astype(np.int32).sum(axis=1, keepdims=True) // pcm.shape[1]).astype(np.int16)
+    return np.repeat(pcm[:, :1], channels, axis=1)
+
+
 @dataclass(frozen=True)
 class EncodedPacket:
     payload: bytes
@@ -58,7 +67,8 @@ class OpusEncoder:
         }
 
     def encode(self, pcm):
-        payload = self._encoder.encode(np.ascontiguousarray(pcm, dtype=np.int16).tobytes(), len(pcm))
+        pcm = np.ascontiguousarray(match_channels(pcm, self.channels), dtype=np.int16)
+        payload = self._encoder.encode(pcm.tobytes(), len(pcm))
         timestamp = self._timestamp
         self._timestamp += len(pcm)
         if len(payload) <= OPUS_DTX_MAX_BYTES:
@@ -88,7 +98,7 @@ class _PyAVMonoEncoder:
         self._pts = 0
 
     def encode(self, pcm):
-        mono = pcm if pcm.shape[1] == 1 else pcm.mean(axis=1, keepdims=True).astype(np.int16)
+        mono = match_channels(pcm, 1)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono.T), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts

@@ -1,5 +1,7 @@
 """Audio sources behind one interface: read_frame() returns the next 20 ms as int16 samples.
 
+A source's channel count may differ from the stream's; the encoder matches them.
+
 A source never blocks and never paces itself: the broadcast hub that owns it asks
 for one frame every 20 ms of real time.
 """
@@ -33,7 +35,7 @@ class SineSource:
 
 
 class DeviceSource:
-    """Frames from a shared device capture, with a small jitter buffer between its clock and ours.
+    """Stereo frames from a shared device capture, with a small jitter buffer between its clock and ours.
 
     Reading starts once PRIME_SAMPLES are waiting; an underrun gives silence (never a stall)
     and primes again; a backlog beyond MAX_BACKLOG_SAMPLES is dropped to keep latency low.
@@ -42,11 +44,10 @@ class DeviceSource:
     PRIME_SAMPLES = FRAME_SAMPLES * 3 // 2  # 30 ms
     MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 5  # 100 ms
 
-    def __init__(self, subscription, channels):
+    def __init__(self, subscription):
         self.subscription = subscription
-        self.channels = channels
         self._primed = False
-        self._silence = np.zeros((FRAME_SAMPLES, channels), dtype=np.int16)
+        self._silence = np.zeros((FRAME_SAMPLES, 2), dtype=np.int16)
 
     def read_frame(self):
         ring = self.subscription.ring
@@ -57,8 +58,6 @@ class DeviceSource:
         self._primed = block is not None
         if block is None:
             return self._silence
-        if self.channels == 1:
-            return (block.astype(np.int32).sum(axis=1, keepdims=True) // 2).astype(np.int16)
         return block
 
     def close(self):
@@ -69,4 +68,4 @@ def open_source(config, captures, on_device_state):
     """The source a stream config asks for; device sources join the device's shared capture."""
     if config.source == "sine":
         return SineSource(config.sine_frequencies, config.sample_rate)
-    return DeviceSource(captures.subscribe(config.device_name, on_device_state), config.channels)
+    return DeviceSource(captures.subscribe(config.device_name, on_device_state))
