@@ -22,3 +22,27 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
     daphne = DaphneServer(db_path, tmp_path_factory.mktemp("daphne") / "app.log").start()
     yield daphne
     daphne.stop()
+
+
+MONITOR = "PulseAudio: virt.monitor"  # the loopback of the rig's null sink "virt"
+
+
+@pytest.fixture(scope="module")
+def pulse():
+    """A private headless PulseAudio with a null sink "virt" (see tests/rigs/pulseaudio.py)."""
+    from tests.rigs.pulseaudio import PulseAudioRig
+
+    with PulseAudioRig() as rig:
+        yield rig
+
+
+@pytest.fixture(scope="module")
+def capture_server(pulse, django_db_setup, tmp_path_factory):
+    """A daphne that reaches the rig's PulseAudio; device captures linger 1 s."""
+    from tests.rigs.daphne import DaphneServer
+
+    env = {**pulse.env, "RTC_CAPTURE_LINGER_SECONDS": "1"}
+    log = tmp_path_factory.mktemp("capture-daphne") / "app.log"
+    daphne = DaphneServer(settings.DATABASES["default"]["NAME"], log, extra_env=env).start()
+    yield daphne
+    daphne.stop()

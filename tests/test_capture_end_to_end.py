@@ -4,32 +4,13 @@ import time
 
 import numpy as np
 import pytest
-from django.conf import settings
 
 from streams.models import StreamProfile
 from tests.listener import Listener, dominant_frequency
-from tests.rigs.daphne import DaphneServer, wait_for
-from tests.rigs.pulseaudio import PulseAudioRig
+from tests.conftest import MONITOR
+from tests.rigs.daphne import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-MONITOR = "PulseAudio: virt.monitor"
-LINGER_SECONDS = 1
-
-
-@pytest.fixture(scope="module")
-def pulse():
-    with PulseAudioRig() as rig:
-        yield rig
-
-
-@pytest.fixture(scope="module")
-def capture_server(pulse, django_db_setup, tmp_path_factory):
-    env = {**pulse.env, "RTC_CAPTURE_LINGER_SECONDS": str(LINGER_SECONDS)}
-    log = tmp_path_factory.mktemp("capture-daphne") / "app.log"
-    daphne = DaphneServer(settings.DATABASES["default"]["NAME"], log, extra_env=env).start()
-    yield daphne
-    daphne.stop()
 
 
 @pytest.fixture

@@ -265,15 +265,17 @@ class PulseAudioRig:
         """
         t = np.arange(int(rate * seconds)) / rate
         tone = (amplitude * 32767 * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
-        frames = np.repeat(tone[:, None], channels, axis=1)
-        handle, path = tempfile.mkstemp(prefix=f"tone-{frequency:g}Hz-", suffix=".wav",
-                                        dir=self.dir)
+        return self.play_samples(np.repeat(tone[:, None], channels, axis=1), sink, rate)
+
+    def play_samples(self, samples, sink="virt", rate=48000):
+        """Play int16 samples of shape (n, channels) into sink with paplay; return the Popen."""
+        handle, path = tempfile.mkstemp(prefix="play-", suffix=".wav", dir=self.dir)
         os.close(handle)
         with wave.open(path, "wb") as wav:
-            wav.setnchannels(channels)
+            wav.setnchannels(samples.shape[1])
             wav.setsampwidth(2)
             wav.setframerate(rate)
-            wav.writeframes(frames.tobytes())
+            wav.writeframes(np.ascontiguousarray(samples, dtype=np.int16).tobytes())
         self._tone_files.append(path)
         player = subprocess.Popen(["paplay", f"--device={sink}", path], env=self.child_env(),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,0 +1,52 @@
+"""BroadcastHub and ListenerTrack in one event loop, with the real sine source and Opus encoder."""
+import asyncio
+
+import av
+
+from streams.audio.broadcast import HubRegistry
+from streams.audio.config import StreamConfig
+from streams.audio.sources import SineSource
+
+CONFIG = StreamConfig(slug="hub", source="sine", channels=2, codec="opus")
+
+
+def registry(max_packets=5):
+    return HubRegistry(max_packets, lambda config, on_state: SineSource(config.sine_frequencies), lambda *a: None)
+
+
+def test_a_slow_listener_drops_its_oldest_packets_without_slowing_the_others():
+    async def scenario():
+        hubs = registry(max_packets=5)
+        fast, slow = hubs.subscribe(CONFIG), hubs.subscribe(CONFIG)
+        received = [await fast.recv() for _ in range(30)]
+        queued = len(slow._packets)
+        newest = await slow.recv()
+        fast.stop()
+        slow.stop()
+        return received, queued, slow.dropped, newest, hubs.hubs()
+
+    received, queued, dropped, newest, left = asyncio.run(scenario())
+    assert all(isinstance(p, av.Packet) for p in received)
+    assert [p.pts for p in received] == [i * 960 for i in range(30)]  # the fast one missed nothing
+    assert queued == 5 and dropped >= 24  # bounded; the oldest went first
+    assert newest.pts >= 25 * 960
+    assert left == []  # the hub stopped with its last listener
+
+
+def test_one_hub_per_distinct_config_and_one_encode_per_frame():
+    async def scenario():
+        hubs = registry(max_packets=20)
+        a, b = hubs.subscribe(CONFIG), hubs.subscribe(CONFIG)
+        mono = hubs.subscribe(CONFIG.limited_by({"stereo": False, "max_average_bitrate": 32000, "max_playback_rate": None}))
+        packets_a = [await a.recv() for _ in range(10)]
+        packets_b = [await b.recv() for _ in range(10)]
+        counts = sorted(hub.listener_count for hub in hubs.hubs())
+        sent = {hub.config.channels: hub.packets_sent for hub in hubs.hubs()}
+        for track in (a, b, mono):
+            track.stop()
+        return packets_a, packets_b, counts, sent
+
+    packets_a, packets_b, counts, sent = asyncio.run(scenario())
+    assert counts == [1, 2]
+    assert all(x is y for x, y in zip(packets_a, packets_b))  # the very same packet objects
+    assert sent[2] >= 10
