@@ -1,0 +1,162 @@
+"""How many listeners one server process sustains: encode-once vs per-listener encoding.
+
+Starts `manage.py serve` (daphne) on 127.0.0.1 with the default profile (440 Hz sine,
+stereo Opus 96 kb/s), then for each N connects N real aiortc listeners from separate
+client processes (bench/swarm.py), so that client work does not count as server CPU.
+Over a measuring window it reads the server's CPU time, RSS and thread count from /proc
+and the clients' packet counts, and steps N up until the server no longer keeps up
+(fewer than 99.5 % of packets on time).
+
+    .venv/bin/python bench/listeners.py                       # both modes, default steps
+    .venv/bin/python bench/listeners.py --mode once --steps 50,100,200,300
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from tests.rigs.daphne import DaphneServer  # noqa: E402
+
+PACKETS_PER_SECOND = 50
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def proc_status(pid):
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "threads": int(status["Threads"])}
+
+
+def prepare_database(directory):
+    db = Path(directory) / "bench.sqlite3"
+    env = {**os.environ, "RTC_DB_PATH": str(db), "RTC_ADMIN_PASSWORD": "bench-only-password"}
+    for command in (["migrate", "--noinput", "-v", "0"], ["bootstrap"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=PROJECT, env=env, check=True, capture_output=True)
+    return db
+
+
+def run_step(server, count, seconds, swarm_size):
+    swarms = []
+    for start in range(0, count, swarm_size):
+        n = min(swarm_size, count - start)
+        command = [sys.executable, str(PROJECT / "bench" / "swarm.py"), "--url", server.ws_url("default"),
+                   "--count", str(n), "--seconds", str(seconds)]
+        swarms.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       stderr=subprocess.DEVNULL))
+    pid = server.process.pid
+    before = proc_status(pid)
+    connected = [json.loads(swarm.stdout.readline()) for swarm in swarms]
+    time.sleep(1.0)  # let every listener's first packets and RTCP settle before measuring
+    cpu_start, wall_start = proc_cpu_seconds(pid), time.monotonic()
+    for swarm in swarms:
+        swarm.stdin.write("go\n")
+        swarm.stdin.flush()
+    results = [json.loads(swarm.stdout.readline()) for swarm in swarms]
+    cpu = proc_cpu_seconds(pid) - cpu_start
+    wall = time.monotonic() - wall_start
+    during = proc_status(pid)
+    for swarm in swarms:
+        swarm.wait(60)
+    listeners = [stats for result in results for stats in result["listeners"]]
+    packets = sum(s["packets"] for s in listeners)
+    expected = len(listeners) * PACKETS_PER_SECOND * seconds
+    lost = sum(s["lost"] for s in listeners)
+    late = sum(s["late"] for s in listeners)
+    return {
+        "listeners": count,
+        "connected": sum(c["connected"] for c in connected),
+        "cpu_per_second": cpu / wall,
+        "cpu_us_per_listener_packet": 1e6 * cpu / packets if packets else None,
+        "packets_per_listener_per_second": packets / len(listeners) / seconds if listeners else 0,
+        "received_ratio": packets / expected if expected else 0,
+        "late_or_lost_percent": 100 * (late + lost) / max(packets + lost, 1),
+        "rss_mb": during["rss_mb"],
+        "rss_growth_mb_per_listener": (during["rss_mb"] - before["rss_mb"]) / count,
+        "threads": during["threads"],
+        "threads_before": before["threads"],
+    }
+
+
+def keeps_up(row):
+    return (row["connected"] == row["listeners"] and row["received_ratio"] >= 0.995
+            and row["late_or_lost_percent"] < 0.5)
+
+
+def run_mode(mode, steps, seconds, swarm_size, workdir):
+    db = prepare_database(workdir)
+    env = {"RTC_ENCODE_PER_LISTENER": "1" if mode == "per-listener" else "0", "RTC_LOG_LEVEL": "WARNING"}
+    server = DaphneServer(db, Path(workdir) / f"{mode}.log", extra_env=env).start()
+    rows = []
+    try:
+        for count in steps:
+            row = run_step(server, count, seconds, swarm_size)
+            row["mode"] = mode
+            rows.append(row)
+            print_row(row)
+            if not keeps_up(row):
+                break
+            time.sleep(2)  # the previous listeners' peers close
+    finally:
+        server.stop()
+    return rows
+
+
+def print_row(row):
+    print(f"{row['mode']:>12}  N={row['listeners']:>4}  connected={row['connected']:>4}  "
+          f"cpu={row['cpu_per_second']:.2f} s/s  {row['cpu_us_per_listener_packet'] or 0:7.1f} us/listener-packet  "
+          f"pkts/listener/s={row['packets_per_listener_per_second']:5.1f}  late+lost={row['late_or_lost_percent']:.2f}%  "
+          f"rss={row['rss_mb']:.0f} MB (+{row['rss_growth_mb_per_listener']:.3f}/listener)  "
+          f"threads={row['threads']} (before {row['threads_before']})  {'ok' if keeps_up(row) else 'FAILS'}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["both", "once", "per-listener"], default="both")
+    parser.add_argument("--steps", default="25,50,100,200,300,400,500", help="listener counts, encode-once mode")
+    parser.add_argument("--per-listener-steps", default="5,10,20,30,40", help="listener counts, per-listener mode")
+    parser.add_argument("--seconds", type=float, default=10, help="measuring window per step")
+    parser.add_argument("--swarm-size", type=int, default=50, help="listeners per client process")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    print("command:", shlex.join([".venv/bin/python", "bench/listeners.py", *sys.argv[1:]]))
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        if args.mode in ("both", "once"):
+            rows += run_mode("once", [int(n) for n in args.steps.split(",")], args.seconds, args.swarm_size, workdir)
+        if args.mode in ("both", "per-listener"):
+            rows += run_mode("per-listener", [int(n) for n in args.per_listener_steps.split(",")], args.seconds,
+                             args.swarm_size, workdir)
+    summarize(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def summarize(rows):
+    for mode in ("once", "per-listener"):
+        held = [r for r in rows if r["mode"] == mode and keeps_up(r)]
+        if held:
+            best = held[-1]
+            print(f"{mode}: held {best['listeners']} listeners at {best['cpu_per_second']:.2f} CPU s/s, "
+                  f"{best['cpu_us_per_listener_packet']:.1f} us per listener-packet")
+    costs = {mode: [r["cpu_us_per_listener_packet"] for r in rows if r["mode"] == mode and keeps_up(r)]
+             for mode in ("once", "per-listener")}
+    if costs["once"] and costs["per-listener"]:
+        print(f"per-listener / encode-once CPU per listener-packet: {min(costs['per-listener']) / min(costs['once']):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
