@@ -40,6 +40,18 @@ def proc_status(pid):
     return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "threads": int(status["Threads"])}
 
 
+def machine_busy_seconds():
+    """CPU seconds all cores spent not idle, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+def server_hub_counters(server):
+    hubs = server.status()["hubs"]
+    return sum(h["late_frames"] for h in hubs), sum(h["dropped_packets"] for h in hubs), sum(h["packets_sent"] for h in hubs)
+
+
 def prepare_database(directory):
     db = Path(directory) / "bench.sqlite3"
     env = {**os.environ, "RTC_DB_PATH": str(db), "RTC_ADMIN_PASSWORD": "bench-only-password"}
@@ -60,6 +72,9 @@ def run_step(server, count, seconds, swarm_size):
     before = proc_status(pid)
     connected = [json.loads(swarm.stdout.readline()) for swarm in swarms]
     time.sleep(1.0)  # let every listener's first packets and RTCP settle before measuring
+    late_start, dropped_start, sent_start = server_hub_counters(server)
+    client_start = sum(proc_cpu_seconds(swarm.pid) for swarm in swarms)
+    busy_start = machine_busy_seconds()
     cpu_start, wall_start = proc_cpu_seconds(pid), time.monotonic()
     for swarm in swarms:
         swarm.stdin.write("go\n")
@@ -67,6 +82,9 @@ def run_step(server, count, seconds, swarm_size):
     results = [json.loads(swarm.stdout.readline()) for swarm in swarms]
     cpu = proc_cpu_seconds(pid) - cpu_start
     wall = time.monotonic() - wall_start
+    clients_cpu = sum(proc_cpu_seconds(swarm.pid) for swarm in swarms) - client_start
+    machine_busy = machine_busy_seconds() - busy_start
+    late_end, dropped_end, sent_end = server_hub_counters(server)
     during = proc_status(pid)
     for swarm in swarms:
         swarm.wait(60)
@@ -83,6 +101,11 @@ def run_step(server, count, seconds, swarm_size):
         "packets_per_listener_per_second": packets / len(listeners) / seconds if listeners else 0,
         "received_ratio": packets / expected if expected else 0,
         "late_or_lost_percent": 100 * (late + lost) / max(packets + lost, 1),
+        "server_late_frames": late_end - late_start,
+        "server_frames": sent_end - sent_start,
+        "server_dropped_packets": dropped_end - dropped_start,
+        "clients_cpu_per_second": clients_cpu / wall,
+        "machine_cpu_per_second": machine_busy / wall,
         "rss_mb": during["rss_mb"],
         "rss_growth_mb_per_listener": (during["rss_mb"] - before["rss_mb"]) / count,
         "threads": during["threads"],
@@ -91,8 +114,14 @@ def run_step(server, count, seconds, swarm_size):
 
 
 def keeps_up(row):
+    """Every listener connected, received >= 99.5 % of its packets, < 0.5 % late or lost."""
     return (row["connected"] == row["listeners"] and row["received_ratio"] >= 0.995
             and row["late_or_lost_percent"] < 0.5)
+
+
+def server_keeps_up(row):
+    """The server's own view: its hub sent < 0.5 % of frames late and no listener queue overflowed."""
+    return row["server_late_frames"] <= 0.005 * max(row["server_frames"], 1) and row["server_dropped_packets"] == 0
 
 
 def run_mode(mode, steps, seconds, swarm_size, workdir):
@@ -119,7 +148,10 @@ def print_row(row):
           f"cpu={row['cpu_per_second']:.2f} s/s  {row['cpu_us_per_listener_packet'] or 0:7.1f} us/listener-packet  "
           f"pkts/listener/s={row['packets_per_listener_per_second']:5.1f}  late+lost={row['late_or_lost_percent']:.2f}%  "
           f"rss={row['rss_mb']:.0f} MB (+{row['rss_growth_mb_per_listener']:.3f}/listener)  "
-          f"threads={row['threads']} (before {row['threads_before']})  {'ok' if keeps_up(row) else 'FAILS'}", flush=True)
+          f"threads={row['threads']} (before {row['threads_before']})  "
+          f"server late frames={row['server_late_frames']}/{row['server_frames']} dropped={row['server_dropped_packets']}  "
+          f"clients cpu={row['clients_cpu_per_second']:.2f} s/s  machine cpu={row['machine_cpu_per_second']:.2f}/{os.cpu_count()}  "
+          f"{'ok' if keeps_up(row) else 'FAILS'}", flush=True)
 
 
 def main():

@@ -44,7 +44,16 @@ async def status(request):
         return HttpResponseForbidden("Status is shown to staff and to this machine only.")
     runtime = get_runtime()
     hubs = [
-        {"slug": hub.config.slug, "codec": hub.config.codec, "listeners": hub.listener_count, "packets_sent": hub.packets_sent}
+        {
+            "slug": hub.config.slug,
+            "codec": hub.config.codec,
+            "channels": hub.config.channels,
+            "bitrate": hub.config.opus_bitrate if hub.config.codec == "opus" else 64_000,
+            "listeners": hub.listener_count,
+            "packets_sent": hub.packets_sent,
+            "late_frames": hub.late_frames,
+            "dropped_packets": hub.dropped_packets,
+        }
         for hub in runtime.hubs.hubs()
     ]
     captures = [

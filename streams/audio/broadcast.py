@@ -69,6 +69,7 @@ class BroadcastHub:
         self._announce = announce
         self._on_idle = on_idle
         self.status = ("playing", "")
+        self.late_frames = 0  # frames sent more than one frame period after their due time
         self._tracks = set()
         self._task = None
         self._source = None
@@ -78,6 +79,11 @@ class BroadcastHub:
     @property
     def listener_count(self):
         return len(self._tracks)
+
+    @property
+    def dropped_packets(self):
+        """Packets dropped from the queues of listeners still connected (too slow to take them)."""
+        return sum(track.dropped for track in self._tracks)
 
     def subscribe(self):
         track = ListenerTrack(self, self._max_packets)
@@ -118,6 +124,8 @@ class BroadcastHub:
         send = self._send_raw_frame if self._per_listener else self._send_encoded
         deadline = loop.time()
         while True:
+            if loop.time() - deadline > FRAME_SECONDS:
+                self.late_frames += 1
             send(self._source.read_frame())
             deadline += FRAME_SECONDS
             lag = loop.time() - deadline
