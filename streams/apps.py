@@ -8,6 +8,7 @@ class StreamsConfig(AppConfig):
     def ready(self):
         from django.conf import settings
 
+        from . import signals  # noqa: F401  (connects the receivers)
         from .ice import restrict_host_addresses
 
         restrict_host_addresses(settings.RTC_ICE_ADDRESSES)

@@ -111,6 +111,11 @@ class ListenConsumer(AsyncWebsocketConsumer):
         if self.peer is not None:
             await self.send_status(event["state"], event["message"])
 
+    async def stream_stopped(self, event):
+        """The operator switched this stream off or deleted it: say so and close as "profile gone"."""
+        await self.send_error("stream-stopped", event["message"])
+        await self.close(code=CLOSE_PROFILE_NOT_FOUND)
+
     async def send_status(self, state, message):
         await self.send(text_data=json.dumps({"type": "status", "state": state, "message": message}))
 

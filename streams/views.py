@@ -1,4 +1,3 @@
-import json
 
 from django.conf import settings
 import ipaddress
@@ -21,8 +20,8 @@ def listen(request, slug):
         raise Http404(f"There is no stream called “{slug}”.")
     if not profile.enabled:
         raise Http404(f"The stream “{profile.name}” is switched off.")
-    context = {"profile": profile, "ice_servers_json": json.dumps(settings.RTC_ICE_SERVERS)}
-    return render(request, "streams/listen.html", context)
+    listener_config = {"wsPath": f"/ws/listen/{profile.slug}/", "iceServers": settings.RTC_ICE_SERVERS}
+    return render(request, "streams/listen.html", {"profile": profile, "listener_config": listener_config})
 
 
 def _is_local_or_staff(request):

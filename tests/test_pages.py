@@ -31,7 +31,7 @@ def test_listen_page_of_an_unknown_or_disabled_profile_is_a_404_that_says_so(cli
 
 def test_listen_page_has_a_listen_button_status_and_player(client, tone):
     page = client.get("/listen/tone/").content.decode()
-    for part in ['id="listen"', 'id="status"', '<audio id="player"', "/ws/listen/tone/", "signaling.js"]:
+    for part in ['id="listen"', 'id="status"', '<audio id="player"', '"wsPath": "/ws/listen/tone/"', "page.js"]:
         assert part in page
 
 

@@ -1,5 +1,12 @@
-// One listener's connection: WebSocket signaling and the RTCPeerConnection behind it.
+// One listener's connection: WebSocket signaling, the RTCPeerConnection behind it, and
+// automatic reconnection with exponential backoff and jitter.
 import { requestStereoOpus } from "./sdp.js";
+
+const FIRST_DELAY_S = 0.5;
+const MAX_DELAY_S = 10;
+const STABLE_AFTER_MS = 10000; // a connection this old resets the backoff
+const DISCONNECTED_GRACE_MS = 3000; // ICE "disconnected" for longer than this: start again
+const CLOSE_PROFILE_GONE = 4404;
 
 function iceGatheringComplete(pc) {
   // The server does not trickle ICE: send the offer once all candidates are in it.
@@ -11,68 +18,155 @@ function iceGatheringComplete(pc) {
   });
 }
 
+// Exponential backoff from 0.5 s, doubling per attempt up to 10 s, with +-20 % jitter.
+export function retryDelaySeconds(attempt, random = Math.random) {
+  const base = Math.min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** Math.max(0, attempt - 1));
+  return Math.min(MAX_DELAY_S, Math.max(FIRST_DELAY_S, base * (0.8 + 0.4 * random())));
+}
+
 export class ListenerConnection {
-  constructor({ url, iceServers, onStatus, onStream }) {
+  constructor({ url, iceServers, onStatus, onStream, onPeer }) {
     this.url = url;
     this.iceServers = iceServers;
     this.onStatus = onStatus;
     this.onStream = onStream;
+    this.onPeer = onPeer || (() => {});
     this.ws = null;
     this.pc = null;
+    this.wanted = false;
+    this.attempt = 0;
+    this.attempts = 0; // WebSocket connections opened, for tests and curious users
+    this.retryTimer = null;
+    this.countdownTimer = null;
+    this.stableTimer = null;
+    this.disconnectedTimer = null;
     this.lastError = null;
+    this.everOpened = false;
+    document.addEventListener("visibilitychange", () => this.handleVisibility());
   }
 
   start() {
-    this.lastError = null;
-    this.onStatus("connecting", "Connecting…");
-    this.ws = new WebSocket(this.url);
-    this.ws.addEventListener("open", () => this.sendOffer().catch((e) => this.fail(`Could not start: ${e.message}`)));
-    this.ws.addEventListener("message", (event) => this.handleMessage(JSON.parse(event.data)));
-    this.ws.addEventListener("close", (event) => this.handleClose(event));
-    this.ws.addEventListener("error", () => { this.lastError = this.lastError || "The server cannot be reached."; });
+    this.wanted = true;
+    this.attempt = 0;
+    this.connect();
   }
 
-  async sendOffer() {
+  connect() {
+    this.clearTimers();
+    this.teardown();
+    this.lastError = null;
+    this.everOpened = false;
+    this.attempts += 1;
+    this.onStatus("connecting", this.attempt ? `Connecting… (attempt ${this.attempt + 1})` : "Connecting…");
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      this.everOpened = true;
+      this.sendOffer(ws).catch((error) => this.retry(`Could not start: ${error.message}`));
+    });
+    ws.addEventListener("message", (event) => this.handleMessage(ws, JSON.parse(event.data)));
+    ws.addEventListener("close", (event) => this.handleClose(ws, event));
+  }
+
+  async sendOffer(ws) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     pc.addTransceiver("audio", { direction: "recvonly" });
     pc.addEventListener("track", (event) => this.onStream(event.streams[0] || new MediaStream([event.track])));
-    pc.addEventListener("connectionstatechange", () => this.handleConnectionState(pc.connectionState));
+    pc.addEventListener("connectionstatechange", () => this.handleConnectionState(pc));
+    this.onPeer(pc);
     const offer = await pc.createOffer();
     await pc.setLocalDescription({ type: "offer", sdp: requestStereoOpus(offer.sdp) });
     await iceGatheringComplete(pc);
-    this.ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
+    if (ws === this.ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
+    }
   }
 
-  async handleMessage(message) {
+  async handleMessage(ws, message) {
+    if (ws !== this.ws) return;
     if (message.type === "answer") {
       await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
     } else if (message.type === "error") {
-      this.lastError = message.message;
-      this.onStatus("failed", message.message);
+      this.lastError = message;
+      if (message.code !== "stream-stopped" && message.code !== "profile-not-found") {
+        this.onStatus("error", message.message);
+      }
     } else if (message.type === "status") {
       this.onStatus(message.state || "status", message.message);
     }
   }
 
-  handleConnectionState(state) {
-    if (state === "connected") this.onStatus("connected", "Connected: playing.");
-    else if (state === "failed") this.fail("The audio connection failed (no network path to the server).");
-    else if (state === "disconnected") this.onStatus("connecting", "Connection interrupted…");
+  handleConnectionState(pc) {
+    if (pc !== this.pc) return;
+    const state = pc.connectionState;
+    clearTimeout(this.disconnectedTimer);
+    if (state === "connected") {
+      this.onStatus("connected", "Connected: playing.");
+      clearTimeout(this.stableTimer);
+      this.stableTimer = setTimeout(() => { this.attempt = 0; }, STABLE_AFTER_MS);
+    } else if (state === "disconnected") {
+      this.onStatus("connecting", "Connection interrupted…");
+      this.disconnectedTimer = setTimeout(() => this.retry("The connection was lost."), DISCONNECTED_GRACE_MS);
+    } else if (state === "failed") {
+      this.retry("The audio connection failed (no network path to the server).");
+    }
   }
 
-  handleClose(event) {
-    if (event.code === 4404) this.fail(this.lastError || "This stream does not exist or is switched off.");
-    else if (this.pc?.connectionState !== "connected") this.fail(this.lastError || "The server closed the connection.");
+  handleClose(ws, event) {
+    if (ws !== this.ws) return;
+    if (event.code === CLOSE_PROFILE_GONE) {
+      const stopped = this.lastError && this.lastError.code === "stream-stopped";
+      this.wanted = false;
+      this.clearTimers();
+      this.teardown();
+      this.onStatus(stopped ? "stopped" : "not-found",
+        stopped ? "Stream stopped by the operator." : "Profile not found: this stream does not exist or is switched off.");
+      return;
+    }
+    this.retry(this.everOpened ? "The server closed the connection." : "Server unreachable.",
+      this.everOpened ? "reconnecting" : "unreachable");
   }
 
-  fail(text) {
-    this.onStatus("failed", text);
-    this.stop();
+  retry(reason, state = "reconnecting") {
+    if (!this.wanted) return;
+    this.clearTimers();
+    this.teardown();
+    this.attempt += 1;
+    let remaining = retryDelaySeconds(this.attempt);
+    const show = () => this.onStatus(state, `${reason} Reconnecting in ${Math.ceil(remaining)} s (attempt ${this.attempt}).`);
+    show();
+    this.countdownTimer = setInterval(() => { remaining = Math.max(0, remaining - 1); show(); }, 1000);
+    this.retryTimer = setTimeout(() => this.connect(), remaining * 1000);
+  }
+
+  handleVisibility() {
+    // Phones freeze background pages: coming back, reconnect at once if the stream is not playing.
+    if (document.visibilityState !== "visible" || !this.wanted) return;
+    const playing = this.pc && this.pc.connectionState === "connected" && this.ws && this.ws.readyState === WebSocket.OPEN;
+    if (!playing) this.connect();
+  }
+
+  clearTimers() {
+    clearTimeout(this.retryTimer);
+    clearInterval(this.countdownTimer);
+    clearTimeout(this.stableTimer);
+    clearTimeout(this.disconnectedTimer);
+    this.retryTimer = null;
+  }
+
+  teardown() {
+    const { ws, pc } = this;
+    this.ws = null;
+    this.pc = null;
+    if (pc) pc.close();
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close();
   }
 
   stop() {
-    this.pc?.close();
-    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close();
+    this.wanted = false;
+    this.clearTimers();
+    this.teardown();
+    this.onStatus("idle", "Stopped.");
   }
 }

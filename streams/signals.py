@@ -1,0 +1,32 @@
+"""Tell live listeners when an operator switches their stream off or deletes it."""
+import asyncio
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from .models import StreamProfile
+from .runtime import status_group
+
+
+def stop_listeners(slug):
+    event = {"type": "stream.stopped", "message": "The operator stopped this stream."}
+    send = get_channel_layer().group_send(status_group(slug), event)
+    try:
+        loop = asyncio.get_running_loop()  # saved from async code: send without blocking the loop
+    except RuntimeError:
+        async_to_sync(lambda: send)()
+    else:
+        loop.create_task(send)
+
+
+@receiver(post_save, sender=StreamProfile)
+def profile_saved(sender, instance, **kwargs):
+    if not instance.enabled:
+        stop_listeners(instance.slug)
+
+
+@receiver(post_delete, sender=StreamProfile)
+def profile_deleted(sender, instance, **kwargs):
+    stop_listeners(instance.slug)

@@ -1,0 +1,155 @@
+"""The listener page in a real Chromium (Playwright, headless) against a real daphne."""
+import pytest
+from django.conf import settings
+
+from streams.models import StreamProfile
+from tests.rigs.chromium import chromium_page, peak_frequency
+from tests.rigs.daphne import DaphneServer, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def orm_beside_playwright(monkeypatch):
+    # Playwright's sync API keeps an asyncio loop running in this thread; our ORM calls stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def make_profile(slug, **fields):
+    fields = {"description": f"The {slug} test stream", **fields}
+    profile = StreamProfile(name=slug.title(), slug=slug, **fields)
+    profile.full_clean()
+    profile.save()
+    return profile
+
+
+def status_state(page):
+    return page.get_attribute("#status", "data-state")
+
+
+def start_listening(page, server, slug):
+    page.goto(server.url(f"/listen/{slug}/"))
+    page.click("#listen")
+    wait_for(lambda: status_state(page) == "connected", 20, "the page to connect")
+
+
+def meter(page, channel):
+    row = page.locator(f'#meters .meter[data-channel="{channel}"]')
+    return float(row.get_attribute("data-rms-db")), float(row.get_attribute("data-peak-db"))
+
+
+def hears(page, channel, hz):
+    peak = peak_frequency(page, channel)
+    return bool(peak) and abs(peak["frequency"] - hz) <= 5 and peak["level"] > -60
+
+
+def test_stereo_tones_reach_the_left_and_right_meters_and_analysers(server):
+    make_profile("split", sine_frequency=440, sine_frequency_right=1000)
+    with chromium_page() as page:
+        start_listening(page, server, "split")
+        wait_for(lambda: hears(page, 0, 440), 15, "440 Hz on the left")
+        wait_for(lambda: hears(page, 1, 1000), 15, "1000 Hz on the right")
+        # A full-scale/2 sine is -9.0 dBFS RMS and -6.0 dBFS peak on each channel.
+        wait_for(lambda: all(abs(meter(page, c)[0] + 9.0) < 1.5 for c in "LR"), 10, "both meters at -9 dBFS RMS")
+        # The peak hold may first show the decoder's start-up transient; it falls back within seconds.
+        wait_for(lambda: all(abs(meter(page, c)[1] + 6.0) < 1.0 for c in "LR"), 10, "both peaks at -6 dBFS")
+        assert "dB" in page.inner_text('output.value[data-for="L"]')
+
+
+def test_a_mono_stream_shows_on_both_meters_alike(server):
+    make_profile("mono", channels=1, sine_frequency=600)
+    with chromium_page() as page:
+        start_listening(page, server, "mono")
+        wait_for(lambda: abs(meter(page, "L")[0] + 9.0) < 1.5, 15, "the left meter to read the tone")
+        left, right = meter(page, "L")[0], meter(page, "R")[0]
+        assert abs(left - right) < 1.0
+
+
+def test_stats_readout_shows_the_codec_and_a_bitrate(server):
+    make_profile("stats", audio_bitrate=64_000)
+    with chromium_page() as page:
+        start_listening(page, server, "stats")
+        wait_for(lambda: int(page.get_attribute("#stats", "data-bitrate-kbps")) > 0, 10, "a bitrate in the readout")
+        assert page.inner_text('[data-stat="codec"]').startswith("opus 48 kHz stereo")
+        assert 20 <= int(page.get_attribute("#stats", "data-bitrate-kbps")) <= 120
+        assert page.inner_text('[data-stat="lost"]') == "0"
+        wait_for(lambda: page.inner_text('[data-stat="delay"]').endswith(" ms"), 10, "a playout delay")
+
+
+def test_volume_and_mute_control_the_player(server):
+    make_profile("controls")
+    with chromium_page() as page:
+        start_listening(page, server, "controls")
+        page.fill("#volume", "0.25")
+        page.dispatch_event("#volume", "input")
+        page.click("#mute")
+        assert page.evaluate("[window.rtcCaster.player.volume, window.rtcCaster.player.muted]") == [0.25, True]
+        assert page.inner_text("#mute") == "Unmute"
+
+
+def test_unknown_profile_stops_retrying_and_says_so(server):
+    make_profile("soon-gone")
+    with chromium_page() as page:
+        page.goto(server.url("/listen/soon-gone/"))
+        StreamProfile.objects.filter(slug="soon-gone").delete()
+        page.click("#listen")
+        wait_for(lambda: status_state(page) == "not-found", 10, "profile not found")
+        assert "not found" in page.inner_text("#status").lower()
+        assert page.evaluate("window.rtcCaster.connection.retryTimer") is None
+        assert page.evaluate("window.rtcCaster.connection.attempts") == 1
+
+
+def test_disabling_the_profile_in_admin_stops_the_page_without_retries(server):
+    from django.contrib.auth import get_user_model
+
+    profile = make_profile("venue")
+    get_user_model().objects.create_superuser("operator", "", "operator-pw-1")
+    with chromium_page() as page:
+        start_listening(page, server, "venue")
+        admin = page.context.new_page()
+        admin.goto(server.url(f"/admin/login/?next=/admin/streams/streamprofile/{profile.pk}/change/"))
+        admin.fill("#id_username", "operator")
+        admin.fill("#id_password", "operator-pw-1")
+        admin.click("input[type=submit]")
+        admin.uncheck("#id_enabled")
+        admin.click("input[name=_save]")
+        wait_for(lambda: status_state(page) == "stopped", 10, "the page to say the stream stopped")
+        assert page.inner_text("#status") == "Stream stopped by the operator."
+        assert page.evaluate("window.rtcCaster.connection.retryTimer") is None
+        assert page.evaluate("window.rtcCaster.connection.wanted") is False
+        assert page.evaluate("window.rtcCaster.connection.attempts") == 1
+
+
+def test_the_page_reconnects_by_itself_after_the_server_restarts(tmp_path):
+    make_profile("restart", sine_frequency=440)
+    first = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "first.log").start()
+    second = None
+    try:
+        with chromium_page() as page:
+            start_listening(page, first, "restart")
+            wait_for(lambda: hears(page, 0, 440), 15, "the tone before the restart")
+            first.kill()
+            wait_for(lambda: status_state(page) in ("reconnecting", "unreachable", "connecting"), 10, "reconnecting")
+            wait_for(lambda: "Reconnecting in" in page.inner_text("#status"), 10, "the countdown")
+            second = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "second.log", port=first.port).start()
+            restarted = page.evaluate("Date.now()")
+            wait_for(lambda: status_state(page) == "connected", 15, "the page to reconnect")
+            page.evaluate("delete window.__probe")  # analyse the new stream, not the old one
+            wait_for(lambda: hears(page, 0, 440), 15, "the tone after the restart")
+            assert page.evaluate("Date.now()") - restarted < 15_000
+            assert page.evaluate("window.rtcCaster.connection.attempts") >= 2
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+    finally:
+        first.stop()
+        if second:
+            second.stop()
+
+
+@pytest.mark.parametrize("width", [320, 390])
+def test_the_page_fits_a_narrow_phone_without_sideways_scrolling(server, width):
+    make_profile("narrow", description="A stream with a long description that must wrap on a small phone screen")
+    with chromium_page(viewport={"width": width, "height": 800}) as page:
+        page.goto(server.url("/listen/narrow/"))
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        box = page.locator("#listen").bounding_box()
+        assert box["height"] >= 60 and box["width"] >= width - 40  # a big Listen button
