@@ -12,13 +12,13 @@ from .runtime import status_group
 
 def stop_listeners(slug):
     event = {"type": "stream.stopped", "message": "The operator stopped this stream."}
-    send = get_channel_layer().group_send(status_group(slug), event)
+    group_send = get_channel_layer().group_send
     try:
         loop = asyncio.get_running_loop()  # saved from async code: send without blocking the loop
     except RuntimeError:
-        async_to_sync(lambda: send)()
+        async_to_sync(group_send)(status_group(slug), event)
     else:
-        loop.create_task(send)
+        loop.create_task(group_send(status_group(slug), event))
 
 
 @receiver(post_save, sender=StreamProfile)

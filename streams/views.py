@@ -52,6 +52,7 @@ async def status(request):
             "packets_sent": hub.packets_sent,
             "late_frames": hub.late_frames,
             "dropped_packets": hub.dropped_packets,
+            "source_backlog_ms": hub.source_backlog_ms,
         }
         for hub in runtime.hubs.hubs()
     ]

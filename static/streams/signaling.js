@@ -93,7 +93,9 @@ export class ListenerConnection {
         this.onStatus("error", message.message);
       }
     } else if (message.type === "status") {
-      this.onStatus(message.state || "status", message.message);
+      const playing = message.state === "playing" && this.pc && this.pc.connectionState === "connected";
+      if (playing) this.onStatus("connected", "Connected: playing.");
+      else this.onStatus(message.state || "status", message.message);
     }
   }
 

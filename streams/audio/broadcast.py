@@ -81,6 +81,11 @@ class BroadcastHub:
         return len(self._tracks)
 
     @property
+    def source_backlog_ms(self):
+        """Audio waiting between capture and encoder (device sources), smoothed; None for generated sources."""
+        return getattr(self._source, "backlog_ms", None)
+
+    @property
     def dropped_packets(self):
         """Packets dropped from the queues of listeners still connected (too slow to take them)."""
         return sum(track.dropped for track in self._tracks)
@@ -95,8 +100,8 @@ class BroadcastHub:
         return track
 
     def _device_state_changed(self, capture):
-        state = {"capturing": "playing", "lost": "device-lost"}.get(capture.state, capture.state)
-        if (state, capture.message) != self.status:
+        state = {"capturing": "playing", "lost": "device-lost"}.get(capture.state)
+        if state is not None and (state, capture.message) != self.status:
             self.status = (state, capture.message)
             self._announce(self.config.slug, state, capture.message)
 

@@ -41,11 +41,12 @@ class DeviceSource:
     and primes again; a backlog beyond MAX_BACKLOG_SAMPLES is dropped to keep latency low.
     """
 
-    PRIME_SAMPLES = FRAME_SAMPLES * 3 // 2  # 30 ms
-    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 5  # 100 ms
+    PRIME_SAMPLES = FRAME_SAMPLES + FRAME_SAMPLES // 4  # 25 ms
+    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 3  # 60 ms
 
     def __init__(self, subscription):
         self.subscription = subscription
+        self.backlog_ms = 0.0  # smoothed audio waiting in the ring when a frame is taken: latency we add
         self._primed = False
         self._silence = np.zeros((FRAME_SAMPLES, 2), dtype=np.int16)
 
@@ -54,8 +55,10 @@ class DeviceSource:
         ring.trim(self.MAX_BACKLOG_SAMPLES)
         if not self._primed and ring.available < self.PRIME_SAMPLES:
             return self._silence
+        waiting = ring.available
         block = ring.read(FRAME_SAMPLES)
         self._primed = block is not None
+        self.backlog_ms += 0.05 * (waiting * 1000 / SAMPLE_RATE - self.backlog_ms)
         if block is None:
             return self._silence
         return block

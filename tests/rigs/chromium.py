@@ -50,6 +50,9 @@ def chromium_page(viewport=None):
     os.environ["HOME"] = home
     try:
         with sync_playwright() as playwright:
+            # No sound server for the browser: it plays into nothing, as on a machine without a sound card.
+            # (Given the rig's PulseAudio, it would play the stream back into the sink being captured.)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
             context = playwright.chromium.launch_persistent_context(
                 tempfile.mkdtemp(prefix="chromium-profile-"),
                 executable_path=CHROMIUM,
@@ -57,6 +60,7 @@ def chromium_page(viewport=None):
                 ignore_default_args=["--mute-audio"],
                 args=FLAGS,
                 viewport=viewport or {"width": 1280, "height": 800},
+                env={**env, "HOME": home},
             )
             try:
                 yield context.pages[0] if context.pages else context.new_page()
