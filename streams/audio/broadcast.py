@@ -1,7 +1,7 @@
 """Per-stream broadcast: read the source and encode once, hand the same packet to every listener.
 
-A BroadcastHub exists while a stream has listeners. Every 20 ms of real time it
-reads one frame from its source, encodes it once, wraps each encoded payload in
+A BroadcastHub exists while a stream has listeners. Whenever its source has the
+next 20 ms frame (on the clock, or as the device delivers), it reads it, encodes it once, wraps each encoded payload in
 an av.Packet, and pushes that same object to every listener's track. aiortc's
 sender, given an av.Packet instead of a frame, only packetizes, encrypts and
 sends: nothing is decoded, resampled or encoded per listener.
@@ -14,14 +14,11 @@ import logging
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .config import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
 
 logger = logging.getLogger(__name__)
 
-FRAME_SECONDS = FRAME_MS / 1000
-# If the event loop was held up for longer than this, skip ahead instead of sending a burst.
-MAX_CATCH_UP_SECONDS = 0.2
 
 
 class ListenerTrack(MediaStreamTrack):
@@ -69,7 +66,6 @@ class BroadcastHub:
         self._announce = announce
         self._on_idle = on_idle
         self.status = ("playing", "")
-        self.late_frames = 0  # frames sent more than one frame period after their due time
         self._tracks = set()
         self._task = None
         self._source = None
@@ -125,20 +121,16 @@ class BroadcastHub:
         self._on_idle(self)
 
     async def _run(self):
-        loop = asyncio.get_running_loop()
         send = self._send_raw_frame if self._per_listener else self._send_encoded
-        deadline = loop.time()
         while True:
-            if loop.time() - deadline > FRAME_SECONDS:
-                self.late_frames += 1
+            await self._source.wait_for_frame()
             send(self._source.read_frame())
-            deadline += FRAME_SECONDS
-            lag = loop.time() - deadline
-            if lag > MAX_CATCH_UP_SECONDS:
-                logger.warning("stream %s: event loop held up for %.0f ms; skipping ahead", self.config.slug, lag * 1000)
-                deadline = loop.time()
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
 
+    @property
+    def late_frames(self):
+        """Frames a real-time-paced source made late (the event loop was busy); 0 for device sources."""
+        pacer = getattr(self._source, "pacer", None)
+        return pacer.late_frames if pacer else 0
 
     def _send_encoded(self, pcm):
         time_base = fractions.Fraction(1, self._encoder.clock_rate)

@@ -36,8 +36,26 @@ SOURCE_CHECK_SECONDS = 1.0
 _pulse_open_lock = threading.Lock()
 
 
+# Ask PulseAudio for small capture fragments; its default for the ALSA plugin adds tens of ms.
+PULSE_LATENCY_MS = 10
+
+
 class DeviceLost(OSError):
     pass
+
+
+@contextlib.contextmanager
+def temporary_environment(values):
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def to_capture_format(samples, channels):
@@ -71,16 +89,10 @@ class OpenStream:
             if index is None:
                 raise DeviceLost("PortAudio has no ALSA 'pulse' device: install libasound2-plugins")
             self.rate, self.channels = SAMPLE_RATE, min(device.input_channels, CAPTURE_CHANNELS)
-            with _pulse_open_lock:
-                previous = os.environ.get("PULSE_SOURCE")
-                os.environ["PULSE_SOURCE"] = device.pulse_source
-                try:
-                    self._stream = self._open_stream(module, index)
-                finally:
-                    if previous is None:
-                        os.environ.pop("PULSE_SOURCE", None)
-                    else:
-                        os.environ["PULSE_SOURCE"] = previous
+            # libpulse reads both from the environment when the ALSA plugin connects.
+            pulse_env = {"PULSE_SOURCE": device.pulse_source, "PULSE_LATENCY_MSEC": str(PULSE_LATENCY_MS)}
+            with _pulse_open_lock, temporary_environment(pulse_env):
+                self._stream = self._open_stream(module, index)
         else:
             # WASAPI loopback only opens at the device's own format; other APIs accept it too.
             self.rate, self.channels = int(device.default_sample_rate), min(device.input_channels, CAPTURE_CHANNELS)
@@ -127,7 +139,7 @@ class DeviceCapture:
         self.message = f"Opening {device_name}…"
         self._on_state = on_state
         self._module_factory = module_factory
-        self._readers = set()
+        self._readers = {}  # ring buffer -> notify()
         self._readers_lock = threading.Lock()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"capture:{device_name}", daemon=True)
@@ -137,15 +149,16 @@ class DeviceCapture:
         with self._readers_lock:
             return len(self._readers)
 
-    def add_reader(self):
+    def add_reader(self, notify):
+        """A new ring buffer that gets every block; notify() is called (on this thread) after each."""
         ring = NumpyRingBuffer(SAMPLE_RATE * RING_SECONDS, CAPTURE_CHANNELS)
         with self._readers_lock:
-            self._readers.add(ring)
+            self._readers[ring] = notify
         return ring
 
     def remove_reader(self, ring):
         with self._readers_lock:
-            self._readers.discard(ring)
+            self._readers.pop(ring, None)
 
     def start(self):
         self.thread.start()
@@ -193,9 +206,10 @@ class DeviceCapture:
         while not self._stop.is_set():
             block = stream.read_block()
             with self._readers_lock:
-                readers = list(self._readers)
-            for ring in readers:
+                readers = list(self._readers.items())
+            for ring, notify in readers:
                 ring.write(block)
+                notify()
             if stream.device.pulse_source and time.monotonic() > next_check:
                 # PulseAudio quietly moves a stream whose source vanished to another source: check by name.
                 next_check = time.monotonic() + SOURCE_CHECK_SECONDS
@@ -207,11 +221,18 @@ class DeviceCapture:
 class CaptureSubscription:
     """A reader's handle on a shared capture: its ring buffer and the capture's state."""
 
-    def __init__(self, manager, capture, ring, on_state):
+    def __init__(self, manager, capture, on_state):
         self.manager = manager
         self.capture = capture
-        self.ring = ring
         self.on_state = on_state
+        self.on_data = lambda: None  # set by the reader; runs on the event loop after each block
+        self.ring = capture.add_reader(self._notify)
+        self._loop = asyncio.get_running_loop()
+
+    def _notify(self):
+        """On the capture thread: wake the reader on its event loop."""
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.on_data)
 
     def close(self):
         self.manager.unsubscribe(self)
@@ -243,7 +264,7 @@ class AudioCaptureManager:
             capture.start()
         self._watchers[device_name].add(on_state)
         self._loop.call_soon(on_state, capture)  # the subscriber learns the current state too
-        return CaptureSubscription(self, capture, capture.add_reader(), on_state)
+        return CaptureSubscription(self, capture, on_state)
 
     def unsubscribe(self, subscription):
         capture = subscription.capture
