@@ -87,6 +87,9 @@ def run_step(server, count, seconds, swarm_size):
     late_end, dropped_end, sent_end = server_hub_counters(server)
     during = proc_status(pid)
     for swarm in swarms:
+        swarm.stdin.write("bye\n")
+        swarm.stdin.flush()
+    for swarm in swarms:
         swarm.wait(60)
     listeners = [stats for result in results for stats in result["listeners"]]
     packets = sum(s["packets"] for s in listeners)
@@ -126,7 +129,11 @@ def server_keeps_up(row):
 
 def run_mode(mode, steps, seconds, swarm_size, workdir):
     db = prepare_database(workdir)
-    env = {"RTC_ENCODE_PER_LISTENER": "1" if mode == "per-listener" else "0", "RTC_LOG_LEVEL": "WARNING"}
+    env = {
+        "RTC_ENCODE_PER_LISTENER": "1" if mode == "per-listener" else "0",
+        "RTC_LOG_LEVEL": "WARNING",
+        "RTC_MAX_LISTENERS_PER_ADDRESS": "0",  # every benchmark listener comes from 127.0.0.1
+    }
     server = DaphneServer(db, Path(workdir) / f"{mode}.log", extra_env=env).start()
     rows = []
     try:
@@ -157,7 +164,7 @@ def print_row(row):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["both", "once", "per-listener"], default="both")
-    parser.add_argument("--steps", default="25,50,100,200,300,400,500", help="listener counts, encode-once mode")
+    parser.add_argument("--steps", default="50,100,200,250,300,400", help="listener counts, encode-once mode")
     parser.add_argument("--per-listener-steps", default="5,10,20,30,40", help="listener counts, per-listener mode")
     parser.add_argument("--seconds", type=float, default=10, help="measuring window per step")
     parser.add_argument("--swarm-size", type=int, default=50, help="listeners per client process")

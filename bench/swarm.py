@@ -6,6 +6,7 @@ LATE_MS after their due time (late). Protocol with the parent, one line each:
   swarm -> parent  {"connected": n, "failed": m}
   parent -> swarm  go
   swarm -> parent  {"listeners": [...per-listener stats over the window...]}
+  parent -> swarm  bye          (then the swarm closes its listeners)
 """
 import argparse
 import asyncio
@@ -92,6 +93,7 @@ async def main(url, count, seconds, concurrency):
         listener.reset()
     await asyncio.sleep(seconds)
     print(json.dumps({"listeners": [listener.stats() for listener in connected]}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "bye": the parent has read the server
     await asyncio.gather(*(listener.close() for listener in listeners), return_exceptions=True)
 
 

@@ -20,6 +20,11 @@ RTC_ICE_ADDRESSES = env_ip_list("RTC_ICE_ADDRESSES")
 # Encoded packets a slow listener may have queued before the oldest are dropped (20 ms each).
 RTC_LISTENER_QUEUE_PACKETS = env_int("RTC_LISTENER_QUEUE_PACKETS", 10, minimum=1, maximum=500)
 
+# Limits and timeouts for listeners (0 = no per-address limit).
+RTC_MAX_LISTENERS_PER_ADDRESS = env_int("RTC_MAX_LISTENERS_PER_ADDRESS", 20, minimum=0)
+RTC_MAX_MESSAGES_PER_SECOND = env_int("RTC_MAX_MESSAGES_PER_SECOND", 5, minimum=1)
+RTC_OFFER_TIMEOUT_SECONDS = env_int("RTC_OFFER_TIMEOUT_SECONDS", 10, minimum=1)
+RTC_ICE_TIMEOUT_SECONDS = env_int("RTC_ICE_TIMEOUT_SECONDS", 15, minimum=1)
 # Benchmark comparison only: let aiortc encode separately for every listener (the slow way).
 RTC_ENCODE_PER_LISTENER = env_bool("RTC_ENCODE_PER_LISTENER", False)
 # Seconds a device capture keeps running after its last listener left (a quick reconnect reuses it).

@@ -32,6 +32,7 @@ class StreamProfileAdmin(admin.ModelAdmin):
                 "description": "Used only when the codec is Opus.",
             },
         ),
+        ("Access", {"fields": ["max_listeners"]}),
     ]
 
     @admin.display(description="Listen")

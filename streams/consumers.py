@@ -7,13 +7,16 @@ Protocol (also in the README):
   server -> {"type": "status", "state": "...", "message": "..."}
 An unknown or disabled profile gets an error and close code 4404.
 """
+import asyncio
 import json
 import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from . import sdp
+from .limits import MessageRate, listener_refusal
 from .models import StreamProfile
 from .peers import ListenerPeer, OfferRejected
 from .runtime import get_runtime, status_group
@@ -21,7 +24,14 @@ from .runtime import get_runtime, status_group
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# Daphne closes a socket whose message is over RTC_MAX_MESSAGE_BYTES itself, with 1009; an
+# application may only use 1000 and 3000-4999, so the consumer's own checks use 40xx codes.
+CLOSE_TOO_LARGE = 4009  # only reached behind a server without daphne's limit
+CLOSE_TOO_MANY_MESSAGES = 4008
 CLOSE_PROFILE_NOT_FOUND = 4404
+CLOSE_TIMEOUT = 4408  # no offer in time, or ICE never connected
+CLOSE_CONNECTION_FAILED = 4410
+CLOSE_TOO_MANY_LISTENERS = 4429
 
 
 @database_sync_to_async
@@ -30,26 +40,51 @@ def load_enabled_profile(slug):
 
 
 class SignalingError(Exception):
-    def __init__(self, code, message):
+    """Answered with an error message; with close_code, the socket is then closed."""
+
+    def __init__(self, code, message, close_code=None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.close_code = close_code
 
 
 class ListenConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
         self.peer = None
+        self.offer_timer = None
+        self.closing = False
+        self.rate = MessageRate(settings.RTC_MAX_MESSAGES_PER_SECOND)
         await self.accept()
         self.profile = await load_enabled_profile(self.slug)
         if self.profile is None:
             await self.send_error("profile-not-found", f"There is no enabled stream called {self.slug!r}.")
             await self.close(code=CLOSE_PROFILE_NOT_FOUND)
+            return
+        self.offer_timer = asyncio.get_running_loop().call_later(
+            settings.RTC_OFFER_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self.offer_timed_out())
+        )
+
+    async def offer_timed_out(self):
+        if self.peer is None and not self.closing:
+            seconds = settings.RTC_OFFER_TIMEOUT_SECONDS
+            logger.info("%s: no offer within %d s; closing the socket", self.client_address(), seconds)
+            await self.fail(SignalingError("offer-timeout", f"No offer arrived within {seconds} s.", CLOSE_TIMEOUT))
+
+    async def fail(self, error):
+        await self.send_error(error.code, error.message)
+        if error.close_code:
+            self.closing = True
+            await self.close(code=error.close_code)
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.profile is None:
+        if self.profile is None or self.closing:
             return
         try:
+            if not self.rate.allow():
+                limit = settings.RTC_MAX_MESSAGES_PER_SECOND
+                raise SignalingError("too-many-messages", f"At most {limit} messages a second.", CLOSE_TOO_MANY_MESSAGES)
             message = self.parse(text_data, bytes_data)
             handler = self.handlers.get(message["type"])
             if handler is None:
@@ -57,9 +92,12 @@ class ListenConsumer(AsyncWebsocketConsumer):
                 raise SignalingError("unknown-type", f"Unknown message type {message['type']!r}; expected one of: {known}.")
             await handler(self, message)
         except SignalingError as error:
-            await self.send_error(error.code, error.message)
+            await self.fail(error)
 
     async def disconnect(self, code):
+        self.closing = True
+        if self.offer_timer is not None:
+            self.offer_timer.cancel()
         if self.peer is not None:
             await self.channel_layer.group_discard(status_group(self.slug), self.channel_name)
             await self.peer.close()
@@ -69,7 +107,9 @@ class ListenConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             raise SignalingError("not-text", "Messages must be JSON text, not binary frames.")
         if len(text_data.encode()) > MAX_MESSAGE_BYTES:
-            raise SignalingError("too-large", f"Messages may be at most {MAX_MESSAGE_BYTES // 1024} KiB.")
+            raise SignalingError(
+                "too-large", f"Messages may be at most {MAX_MESSAGE_BYTES // 1024} KiB.", CLOSE_TOO_LARGE
+            )
         try:
             message = json.loads(text_data)
         except json.JSONDecodeError as error:
@@ -88,9 +128,21 @@ class ListenConsumer(AsyncWebsocketConsumer):
             raise SignalingError("no-audio", "The offer has no audio section; add a recvonly audio transceiver.")
         profile = self.profile
         runtime = get_runtime()
+        address = self.client_address()
+        refusal = listener_refusal(
+            stream_listeners=sum(1 for peer in runtime.peers if peer.slug == profile.slug),
+            stream_max=profile.max_listeners,
+            address_listeners=sum(1 for peer in runtime.peers if peer.address == address),
+            address_max=settings.RTC_MAX_LISTENERS_PER_ADDRESS,
+        )
+        if refusal:
+            logger.info("%s refused on %s: %s", address, profile.slug, refusal)
+            raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
+        self.offer_timer.cancel()
         # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
         config = profile.stream_config().limited_by(sdp.opus_receiver_limits(offer))
-        self.peer = ListenerPeer(profile.slug, runtime.hubs.subscribe(config), runtime.peers)
+        track = runtime.hubs.subscribe(config)
+        self.peer = ListenerPeer(profile.slug, address, track, runtime.peers, on_closed=self.peer_closed)
         logger.info("%r connecting from %s", self.peer, self.client_address())
         try:
             answer = await self.peer.answer(offer, config.codec, config.answer_fmtp(), profile.answer_bandwidth_kbps())
@@ -105,6 +157,12 @@ class ListenConsumer(AsyncWebsocketConsumer):
             await self.send_status(state, text)
 
     handlers = {"offer": handle_offer}
+
+    async def peer_closed(self, code, message):
+        """The peer closed itself (ICE timeout, failure): tell the listener and close the socket."""
+        if not self.closing:
+            close_code = CLOSE_TIMEOUT if code == "ice-timeout" else CLOSE_CONNECTION_FAILED
+            await self.fail(SignalingError(code, message, close_code))
 
     async def stream_status(self, event):
         """A state change of this listener's stream (device lost or back, ...), from the channel layer."""

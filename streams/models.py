@@ -70,6 +70,10 @@ class StreamProfile(models.Model):
     opus_dtx = models.BooleanField("Opus DTX", default=True, help_text="Send no packets during digital silence.")
     opus_application = models.CharField(max_length=10, choices=OpusApplication.choices, default=OpusApplication.AUDIO)
 
+    max_listeners = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Listeners this stream takes at once. Blank: no limit."
+    )
+
     class Meta:
         ordering = ["name"]
 

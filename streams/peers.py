@@ -1,4 +1,5 @@
 """One listener's RTCPeerConnection: create it from a profile, answer the offer, close it."""
+import asyncio
 import logging
 import secrets
 
@@ -31,15 +32,22 @@ def codec_capability(codec):
 
 
 class ListenerPeer:
-    """A listener's connection. `registry` is the set of live peers; a closed peer leaves it."""
+    """A listener's connection. `registry` is the set of live peers; a closed peer leaves it.
 
-    def __init__(self, slug, track, registry):
+    `on_closed(code, message)` runs once when the peer closes for a reason of its own (ICE
+    never connected, connection failed or consent expired), so the signaling side can say so.
+    """
+
+    def __init__(self, slug, address, track, registry, on_closed=None):
         self.id = secrets.token_hex(3)
         self.slug = slug
+        self.address = address
         self.track = track
         self.pc = RTCPeerConnection(ice_configuration())
         self._registry = registry
         self._registry.add(self)
+        self._on_closed = on_closed
+        self._ice_timer = None
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     def __repr__(self):
@@ -53,30 +61,49 @@ class ListenerPeer:
         transceiver.setCodecPreferences([codec_capability(codec)])
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except OperationError:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except OperationError:  # aiortc's word for "no codec in common"
             raise OfferRejected(
                 "codec-not-offered",
                 f"This stream uses {sdp.ENCODING_NAMES[codec]}, which the offer does not include.",
             ) from None
-        except Exception as error:  # aiortc's parser raises many kinds on malformed SDP
+        except Exception as error:  # aiortc raises many kinds on malformed SDP, while parsing or answering
             logger.info("%r: unusable offer (%s: %s)", self, type(error).__name__, error)
             raise OfferRejected("invalid-sdp", "The offer's SDP could not be used; is it a WebRTC offer?") from None
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._ice_timer = asyncio.get_running_loop().call_later(
+            settings.RTC_ICE_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._ice_timed_out())
+        )
         answer = self.pc.localDescription.sdp
         if fmtp:
             answer = sdp.set_codec_fmtp(answer, sdp.ENCODING_NAMES[codec], fmtp)
         return sdp.set_audio_bandwidth(answer, bandwidth_kbps)
 
+    async def _ice_timed_out(self):
+        if self in self._registry and self.pc.connectionState != "connected":
+            seconds = settings.RTC_ICE_TIMEOUT_SECONDS
+            logger.info("%r: ICE did not connect within %d s; closing (check RTC_ICE_SERVERS / firewall)", self, seconds)
+            await self.close("ice-timeout", f"The audio connection did not come up within {seconds} s.")
+
     async def _on_connection_state(self):
         state = self.pc.connectionState
         logger.info("%r connection %s", self, state)
-        if state in ("failed", "closed"):
+        if state == "connected" and self._ice_timer:
+            self._ice_timer.cancel()
+        if state == "failed":
+            logger.info("%r: connection failed or consent expired; closing", self)
+            await self.close("connection-failed", "The audio connection failed or stopped answering.")
+        elif state == "closed":
             await self.close()
 
-    async def close(self):
+    async def close(self, code=None, message=None):
+        """Close the peer; with a code, tell the signaling side why (once)."""
         if self not in self._registry:
             return
         self._registry.discard(self)
+        if self._ice_timer:
+            self._ice_timer.cancel()
         self.track.stop()
         await self.pc.close()
         logger.info("%r closed", self)
+        if code and self._on_closed:
+            await self._on_closed(code, message)

@@ -42,7 +42,28 @@ class Command(BaseCommand):
         from rtccaster_site.asgi import application
 
         endpoints = build_endpoint_description_strings(host=host, port=port)
-        return Server(application=application, endpoints=endpoints, websocket_handshake_timeout=10)
+        from streams.consumers import MAX_MESSAGE_BYTES
+
+        class CleanClosingServer(Server):
+            """Daphne, but a WebSocket that breaks a limit gets a close frame (e.g. 1009) before the
+            connection ends: autobahn's default is to drop TCP, leaving the browser only 1006."""
+
+            @property
+            def ws_factory(self):
+                return self._ws_factory
+
+            @ws_factory.setter
+            def ws_factory(self, factory):
+                factory.setProtocolOptions(failByDrop=False)
+                self._ws_factory = factory
+
+        return CleanClosingServer(
+            application=application,
+            endpoints=endpoints,
+            websocket_handshake_timeout=10,
+            # Signaling messages are small: a larger one is closed by daphne with 1009.
+            websocket_max_message_size=MAX_MESSAGE_BYTES,
+        )
 
     def close_streams_on_shutdown(self):
         from twisted.internet import defer, reactor
