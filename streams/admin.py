@@ -1,5 +1,7 @@
+import segno
 from django.contrib import admin, messages
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from .forms import StreamProfileForm
 from .models import StreamProfile
@@ -8,7 +10,7 @@ from .models import StreamProfile
 @admin.register(StreamProfile)
 class StreamProfileAdmin(admin.ModelAdmin):
     form = StreamProfileForm
-    list_display = ["name", "slug", "enabled", "source", "codec", "audio_bitrate", "channels", "listen_link"]
+    list_display = ["name", "slug", "enabled", "access", "source", "codec", "audio_bitrate", "channels", "listen_link"]
     list_filter = ["enabled", "codec", "source"]
     list_editable = ["enabled"]
     search_fields = ["name", "slug", "description"]
@@ -32,12 +34,31 @@ class StreamProfileAdmin(admin.ModelAdmin):
                 "description": "Used only when the codec is Opus.",
             },
         ),
-        ("Access", {"fields": ["max_listeners"]}),
+        ("Access", {"fields": ["access", "max_listeners"]}),
     ]
+    actions = ["rotate_access_keys"]
+    change_form_template = "admin/streams/streamprofile/change_form.html"
 
     @admin.display(description="Listen")
     def listen_link(self, profile):
-        return format_html('<a href="{}" target="_blank">Listen</a>', profile.get_absolute_url())
+        return format_html('<a href="{}" target="_blank">Listen</a>', profile.share_path())
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Show the link to share, as text and as a QR code for phones (drawn here, no service)."""
+        profile = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if profile is not None:
+            url = request.build_absolute_uri(profile.share_path())
+            extra_context["share_url"] = url
+            extra_context["share_qr"] = mark_safe(segno.make(url, error="m").svg_inline(scale=4))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Rotate the secret link key (old links stop working)")
+    def rotate_access_keys(self, request, queryset):
+        for profile in queryset:
+            profile.rotate_access_key()
+            profile.save(update_fields=["access_key"])
+        self.message_user(request, f"New keys for {queryset.count()} profile(s); share the new links.")
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

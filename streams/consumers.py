@@ -10,6 +10,7 @@ An unknown or disabled profile gets an error and close code 4404.
 import asyncio
 import json
 import logging
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -28,6 +29,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # application may only use 1000 and 3000-4999, so the consumer's own checks use 40xx codes.
 CLOSE_TOO_LARGE = 4009  # only reached behind a server without daphne's limit
 CLOSE_TOO_MANY_MESSAGES = 4008
+CLOSE_FORBIDDEN = 4403
 CLOSE_PROFILE_NOT_FOUND = 4404
 CLOSE_TIMEOUT = 4408  # no offer in time, or ICE never connected
 CLOSE_CONNECTION_FAILED = 4410
@@ -61,6 +63,12 @@ class ListenConsumer(AsyncWebsocketConsumer):
         if self.profile is None:
             await self.send_error("profile-not-found", f"There is no enabled stream called {self.slug!r}.")
             await self.close(code=CLOSE_PROFILE_NOT_FOUND)
+            return
+        refusal = self.profile.refusal(self.scope.get("user"), self.query_key())
+        if refusal:
+            self.profile = None
+            await self.send_error("forbidden", refusal)
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         self.offer_timer = asyncio.get_running_loop().call_later(
             settings.RTC_OFFER_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self.offer_timed_out())
@@ -179,6 +187,9 @@ class ListenConsumer(AsyncWebsocketConsumer):
 
     async def send_error(self, code, message):
         await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message}))
+
+    def query_key(self):
+        return parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("key", [""])[0]
 
     def client_address(self):
         client = self.scope.get("client") or ("?", 0)

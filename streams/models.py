@@ -1,3 +1,5 @@
+import secrets
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -11,6 +13,10 @@ OPUS_MAX_BITRATE = 510_000
 FIXED_RATE_CODEC_BITRATE = 64_000
 
 
+def new_access_key():
+    return secrets.token_urlsafe(16)
+
+
 class StreamProfile(models.Model):
     class Source(models.TextChoices):
         SINE = "sine", "Test sine"
@@ -21,6 +27,11 @@ class StreamProfile(models.Model):
         PCMU = "pcmu", "G.711 µ-law (PCMU)"
         PCMA = "pcma", "G.711 A-law (PCMA)"
         G722 = "g722", "G.722"
+
+    class Access(models.TextChoices):
+        PUBLIC = "public", "Public: anyone with the address"
+        LOGGED_IN = "login", "Logged-in users"
+        SECRET_LINK = "link", "Secret link (…/listen/<slug>/?key=…)"
 
     class OpusApplication(models.TextChoices):
         AUDIO = "audio", "Music (full-band audio)"
@@ -70,6 +81,10 @@ class StreamProfile(models.Model):
     opus_dtx = models.BooleanField("Opus DTX", default=True, help_text="Send no packets during digital silence.")
     opus_application = models.CharField(max_length=10, choices=OpusApplication.choices, default=OpusApplication.AUDIO)
 
+    access = models.CharField(max_length=10, choices=Access.choices, default=Access.PUBLIC)
+    access_key = models.CharField(
+        max_length=64, default=new_access_key, help_text="The key of the secret link. Rotate it to revoke old links."
+    )
     max_listeners = models.PositiveIntegerField(
         null=True, blank=True, help_text="Listeners this stream takes at once. Blank: no limit."
     )
@@ -114,6 +129,22 @@ class StreamProfile(models.Model):
 
     def get_absolute_url(self):
         return reverse("streams:listen", args=[self.slug])
+
+    def share_path(self):
+        """The path to give listeners: with the key for a secret-link profile."""
+        path = self.get_absolute_url()
+        return f"{path}?key={self.access_key}" if self.access == self.Access.SECRET_LINK else path
+
+    def refusal(self, user, key):
+        """Why this user (with this ?key=) may not listen, as a sentence, or None if they may."""
+        if self.access == self.Access.LOGGED_IN and not (user and user.is_authenticated):
+            return "This stream is for signed-in users: log in first."
+        if self.access == self.Access.SECRET_LINK and not secrets.compare_digest(str(key or ""), self.access_key):
+            return "This stream needs its secret link; the key is missing or no longer valid."
+        return None
+
+    def rotate_access_key(self):
+        self.access_key = new_access_key()
 
     @property
     def opus_bitrate(self):

@@ -3,6 +3,8 @@ from django.conf import settings
 import ipaddress
 import threading
 
+from urllib.parse import quote
+
 from django.http import Http404, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 
@@ -20,7 +22,14 @@ def listen(request, slug):
         raise Http404(f"There is no stream called “{slug}”.")
     if not profile.enabled:
         raise Http404(f"The stream “{profile.name}” is switched off.")
-    listener_config = {"wsPath": f"/ws/listen/{profile.slug}/", "iceServers": settings.RTC_ICE_SERVERS}
+    key = request.GET.get("key", "")
+    refusal = profile.refusal(request.user, key)
+    if refusal:
+        login = f"/admin/login/?next={quote(request.get_full_path())}"
+        context = {"message": refusal, "login_url": login if profile.access == profile.Access.LOGGED_IN else None}
+        return render(request, "403.html", context, status=403)
+    ws_path = f"/ws/listen/{profile.slug}/" + (f"?key={quote(key)}" if key else "")
+    listener_config = {"wsPath": ws_path, "iceServers": settings.RTC_ICE_SERVERS}
     return render(request, "streams/listen.html", {"profile": profile, "listener_config": listener_config})
 
 

@@ -6,6 +6,7 @@ const FIRST_DELAY_S = 0.5;
 const MAX_DELAY_S = 10;
 const STABLE_AFTER_MS = 10000; // a connection this old resets the backoff
 const DISCONNECTED_GRACE_MS = 3000; // ICE "disconnected" for longer than this: start again
+const CLOSE_FORBIDDEN = 4403;
 const CLOSE_PROFILE_GONE = 4404;
 
 function iceGatheringComplete(pc) {
@@ -89,7 +90,7 @@ export class ListenerConnection {
       await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
     } else if (message.type === "error") {
       this.lastError = message;
-      if (message.code !== "stream-stopped" && message.code !== "profile-not-found") {
+      if (!["stream-stopped", "profile-not-found", "forbidden"].includes(message.code)) {
         this.onStatus("error", message.message);
       }
     } else if (message.type === "status") {
@@ -117,6 +118,13 @@ export class ListenerConnection {
 
   handleClose(ws, event) {
     if (ws !== this.ws) return;
+    if (event.code === CLOSE_FORBIDDEN) {
+      this.wanted = false;
+      this.clearTimers();
+      this.teardown();
+      this.onStatus("forbidden", (this.lastError && this.lastError.message) || "Not allowed to listen to this stream.");
+      return;
+    }
     if (event.code === CLOSE_PROFILE_GONE) {
       const stopped = this.lastError && this.lastError.code === "stream-stopped";
       this.wanted = false;
