@@ -6,6 +6,7 @@ server must answer every one it reads without an unhandled exception, and the li
 same server must keep its 440 Hz with no gap.
 """
 import asyncio
+import collections
 import json
 import threading
 from pathlib import Path
@@ -134,10 +135,12 @@ def test_10000_fuzzed_messages_leave_the_server_and_a_listener_unharmed(server):
         heard = background.listener.heard
         background.stop()
     assert len(outcomes) == EXAMPLES * MESSAGES_PER_EXAMPLE
-    assert set(outcomes) <= {"reply", 1009}, sorted(set(map(str, outcomes)))  # no 1011, no dropped connection
+    counts = collections.Counter(map(str, outcomes))
+    assert set(outcomes) <= {"reply", 1009}, counts  # no 1011 (internal error), no dropped connection
     assert outcomes.count("reply") > 0.8 * len(outcomes)
     assert "Exception inside application" not in server.log() and "Traceback" not in server.log()
     arrivals = np.array([t for t, _ in heard.chunks[start:]])
-    assert len(arrivals) > 100 and np.max(np.diff(arrivals)) < 0.25
+    gaps = np.diff(arrivals)
+    assert len(arrivals) > 100 and gaps.max() < 0.25, f"longest gap {gaps.max():.3f} s, 99th pct {np.percentile(gaps, 99):.3f} s"
     tail = heard.samples()[-48_000:, 0]
     assert abs(dominant_frequency(tail, heard.sample_rate) - 440) <= 5
