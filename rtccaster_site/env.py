@@ -116,3 +116,13 @@ def secret_key_from(name, key_file, environ=None):
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+def env_file(name, environ=None):
+    """A path to a file that must exist, or None when unset."""
+    value = _raw(name, environ)
+    if not value:
+        return None
+    if not Path(value).is_file():
+        raise ImproperlyConfigured(f"{name}={value!r}: no such file.")
+    return value

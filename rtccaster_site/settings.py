@@ -1,7 +1,19 @@
 """RTC Caster settings. Every value an operator may change comes from the environment (see README)."""
 from pathlib import Path
 
-from .env import env_bool, env_host, env_ice_servers, env_int, env_ip_list, env_list, env_str, secret_key_from
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import (
+    env_bool,
+    env_file,
+    env_host,
+    env_ice_servers,
+    env_int,
+    env_ip_list,
+    env_list,
+    env_str,
+    secret_key_from,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -12,6 +24,17 @@ ALLOWED_HOSTS = env_list("RTC_ALLOWED_HOSTS", ["*"])
 # Where `manage.py serve` listens; 8088 as in the earlier prototype.
 RTC_HOST = env_host("RTC_HOST", "0.0.0.0")
 RTC_PORT = env_int("RTC_PORT", 8088, minimum=1, maximum=65535)
+# HTTPS/WSS served by daphne itself: both a certificate (chain) and its private key, PEM files.
+RTC_TLS_CERT = env_file("RTC_TLS_CERT")
+RTC_TLS_KEY = env_file("RTC_TLS_KEY")
+if bool(RTC_TLS_CERT) != bool(RTC_TLS_KEY):
+    raise ImproperlyConfigured("Set both RTC_TLS_CERT and RTC_TLS_KEY (PEM files), or neither.")
+# Behind a reverse proxy: trust its X-Forwarded-For/-Proto/-Port headers (only if it sets them!).
+RTC_TRUSTED_PROXY = env_bool("RTC_TRUSTED_PROXY", False)
+RTC_HTTPS = bool(RTC_TLS_CERT) or env_bool("RTC_BEHIND_HTTPS_PROXY", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = RTC_HTTPS
+if RTC_TRUSTED_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # ICE servers given to every peer. Empty by default: no public STUN server is ever contacted.
 RTC_ICE_SERVERS = env_ice_servers("RTC_ICE_SERVERS")
 # Local addresses to gather ICE host candidates on (empty: every interface). When it holds

@@ -12,10 +12,10 @@ from aiortc.mediastreams import MediaStreamError
 from streams import sdp
 
 
-def connect_like_a_browser(ws_url):
+def connect_like_a_browser(ws_url, ssl=None):
     """Open a signaling socket with the Origin header a browser on that page would send."""
     origin = "http" + ws_url[2:].split("/ws/", 1)[0]
-    return websockets.connect(ws_url, origin=origin, max_size=None)
+    return websockets.connect(ws_url, origin=origin, max_size=None, ssl=ssl)
 
 
 @dataclass
@@ -44,17 +44,18 @@ def ask_for_stereo(offer):
 class Listener:
     """Connect, negotiate, collect decoded audio (and the RTP packets) until told to stop."""
 
-    def __init__(self, ws_url, offer_edit=ask_for_stereo):
+    def __init__(self, ws_url, offer_edit=ask_for_stereo, ssl=None, ice_servers=()):
         self.ws_url = ws_url
         self.offer_edit = offer_edit
+        self.ssl = ssl
         self.heard = Heard()
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self._ws = None
         self._receiving = None
         self._messages_task = None
 
     async def connect(self, timeout=15):
-        self._ws = await connect_like_a_browser(self.ws_url)
+        self._ws = await connect_like_a_browser(self.ws_url, self.ssl)
         transceiver = self.pc.addTransceiver("audio", direction="recvonly")
         self._record_rtp(transceiver.receiver)
         self.pc.on("track", lambda track: self._start_receiving(track))

@@ -43,6 +43,7 @@ class DaphneServer:
             **(extra_env or {}),
         }
         self.process = None
+        self.tls = bool(self.env.get("RTC_TLS_CERT"))
 
     def start(self, timeout=30):
         command = [sys.executable, str(PROJECT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
@@ -72,13 +73,13 @@ class DaphneServer:
         self.process.wait()
 
     def url(self, path="/"):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def ws_url(self, slug):
-        return f"ws://127.0.0.1:{self.port}/ws/listen/{slug}/"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws/listen/{slug}/"
 
-    def status(self):
-        with urllib.request.urlopen(self.url("/status.json"), timeout=5) as response:
+    def status(self, ssl_context=None):
+        with urllib.request.urlopen(self.url("/status.json"), timeout=5, context=ssl_context) as response:
             return json.load(response)
 
     def log(self):

@@ -19,6 +19,11 @@ def lan_addresses():
     return found
 
 
+def endpoint_escape(value):
+    """Escape a value for a Twisted endpoint string, where ':' separates fields."""
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+
 class Command(BaseCommand):
     help = "Serve RTC Caster (pages, admin, signaling, audio) with daphne."
 
@@ -41,7 +46,20 @@ class Command(BaseCommand):
 
         from rtccaster_site.asgi import application
 
-        endpoints = build_endpoint_description_strings(host=host, port=port)
+        if settings.RTC_TLS_CERT:
+            endpoints = [
+                f"ssl:port={port}:interface={endpoint_escape(host)}"
+                f":privateKey={endpoint_escape(settings.RTC_TLS_KEY)}:certKey={endpoint_escape(settings.RTC_TLS_CERT)}"
+            ]
+        else:
+            endpoints = build_endpoint_description_strings(host=host, port=port)
+        proxy_headers = {}
+        if settings.RTC_TRUSTED_PROXY:
+            proxy_headers = {
+                "proxy_forwarded_address_header": "X-Forwarded-For",
+                "proxy_forwarded_port_header": "X-Forwarded-Port",
+                "proxy_forwarded_proto_header": "X-Forwarded-Proto",
+            }
         from streams.consumers import MAX_MESSAGE_BYTES
 
         class CleanClosingServer(Server):
@@ -63,6 +81,7 @@ class Command(BaseCommand):
             websocket_handshake_timeout=10,
             # Signaling messages are small: a larger one is closed by daphne with 1009.
             websocket_max_message_size=MAX_MESSAGE_BYTES,
+            **proxy_headers,
         )
 
     def close_streams_on_shutdown(self):
@@ -77,8 +96,9 @@ class Command(BaseCommand):
 
     def announce(self, host, port):
         hosts = ["127.0.0.1", *lan_addresses()] if host in ("0.0.0.0", "::") else [host]
-        logger.info("RTC Caster listening on %s:%d", host, port)
+        scheme = "https" if settings.RTC_TLS_CERT else "http"
+        logger.info("RTC Caster listening on %s:%d (%s)", host, port, scheme)
         for address in hosts:
-            logger.info("  open http://%s:%d/  (admin: http://%s:%d/admin/)", address, port, address, port)
+            logger.info("  open %s://%s:%d/  (admin: %s://%s:%d/admin/)", scheme, address, port, scheme, address, port)
         if settings.RTC_ICE_ADDRESSES:
             logger.info("ICE host candidates limited to %s", ", ".join(settings.RTC_ICE_ADDRESSES))

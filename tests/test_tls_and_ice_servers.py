@@ -1,0 +1,101 @@
+"""HTTPS/WSS from daphne's own TLS endpoint, and ICE servers from settings reaching both peers."""
+import asyncio
+import datetime
+import ipaddress
+import json
+import ssl
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django.conf import settings
+
+from streams import sdp
+from streams.models import StreamProfile
+from tests.listener import Listener, dominant_frequency
+from tests.rigs.daphne import DaphneServer
+from tests.rigs.stun import StunServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def self_signed_certificate(directory):
+    """A certificate for 127.0.0.1, made here: (cert path, key path, an SSL context that trusts it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rtc-caster test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.create_default_context(cafile=str(cert_path))
+    return cert_path, key_path, context
+
+
+def test_a_listener_hears_the_tone_over_https_and_wss(tmp_path):
+    StreamProfile.objects.create(name="Secure", slug="secure", sine_frequency=523)
+    cert, key, context = self_signed_certificate(tmp_path)
+    env = {"RTC_TLS_CERT": str(cert), "RTC_TLS_KEY": str(key)}
+    server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log", extra_env=env).start()
+    try:
+        assert server.url().startswith("https://") and server.ws_url("secure").startswith("wss://")
+        with urllib.request.urlopen(server.url("/listen/secure/"), context=context, timeout=10) as page:
+            assert page.status == 200 and b'"wsPath": "/ws/listen/secure/"' in page.read()
+
+        async def hear():
+            listener = Listener(server.ws_url("secure"), ssl=context)
+            try:
+                await listener.connect()
+                return await listener.listen_for(1.5)
+            finally:
+                await listener.close()
+
+        heard = asyncio.run(asyncio.wait_for(hear(), 30))
+        samples = heard.samples()[9600:, 0]
+        assert abs(dominant_frequency(samples, heard.sample_rate) - 523) <= 5
+        assert "(https)" in server.log()
+    finally:
+        server.stop()
+
+
+def test_ice_servers_from_settings_reach_the_page_and_the_server_peer(tmp_path):
+    StreamProfile.objects.create(name="Nat", slug="nat")
+    with StunServer(mapped_host="127.0.0.5") as stun:
+        servers = [{"urls": f"stun:127.0.0.1:{stun.port}"}]
+        env = {"RTC_ICE_SERVERS": json.dumps(servers)}
+        server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log", extra_env=env).start()
+        try:
+            with urllib.request.urlopen(server.url("/listen/nat/"), timeout=10) as page:
+                config = page.read().decode()
+            assert json.dumps(servers) in config.replace("\\u0022", '"')  # the page's RTCPeerConnection gets them
+
+            async def answer_sdp():
+                listener = Listener(server.ws_url("nat"), ice_servers=[])
+                try:
+                    await listener.connect()
+                    return listener.heard.answer_sdp
+                finally:
+                    await listener.close()
+
+            answer = asyncio.run(asyncio.wait_for(answer_sdp(), 30))
+        finally:
+            server.stop()
+    candidates = [line for line in answer.split("\r\n") if line.startswith("a=candidate:")]
+    srflx = [line for line in candidates if " typ srflx " in line]
+    assert srflx and sdp.candidate_address(srflx[0]) == "127.0.0.5"  # the server asked our STUN server
+    assert stun.responder.requests >= 1
