@@ -35,6 +35,15 @@ RTC_HTTPS = bool(RTC_TLS_CERT) or env_bool("RTC_BEHIND_HTTPS_PROXY", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = RTC_HTTPS
 if RTC_TRUSTED_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if RTC_HTTPS:
+    # Only where Django can tell a request is HTTPS; otherwise a redirect would loop.
+    SECURE_SSL_REDIRECT = bool(RTC_TLS_CERT) or RTC_TRUSTED_PROXY
+    SECURE_HSTS_SECONDS = env_int("RTC_HSTS_SECONDS", 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("RTC_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("RTC_HSTS_PRELOAD", False)
+# HSTS for subdomains and the browsers' preload list bind the operator's whole domain, maybe for
+# years: that is the operator's choice (the two settings above), not a default of this app.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 # ICE servers given to every peer. Empty by default: no public STUN server is ever contacted.
 RTC_ICE_SERVERS = env_ice_servers("RTC_ICE_SERVERS")
 # Local addresses to gather ICE host candidates on (empty: every interface). When it holds

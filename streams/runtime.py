@@ -13,6 +13,7 @@ from django.conf import settings
 from .audio import sources
 from .audio.broadcast import HubRegistry
 from .audio.capture import AudioCaptureManager
+from .loopwatch import LoopLagMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class StreamRuntime:
             settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce, settings.RTC_ENCODE_PER_LISTENER
         )
         self.peers = set()
+        self.loop_lag = LoopLagMonitor()
         self._pending = set()
 
     def open_source(self, config, on_device_state):
@@ -47,6 +49,7 @@ class StreamRuntime:
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
         self.hubs.stop_all()
         await self.captures.close()
+        self.loop_lag.stop()
         if peers:
             logger.info("closed %d listener(s) on shutdown", len(peers))
 

@@ -70,4 +70,12 @@ async def status(request):
         for c in runtime.captures.captures()
     ]
     threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("capture:"))
-    return JsonResponse({"peers": len(runtime.peers), "hubs": hubs, "captures": captures, "capture_threads": threads})
+    return JsonResponse(
+        {
+            "peers": len(runtime.peers),
+            "hubs": hubs,
+            "captures": captures,
+            "capture_threads": threads,
+            "loop_lag_ms_last_minute": runtime.loop_lag.last_minute,
+        }
+    )

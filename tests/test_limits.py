@@ -192,3 +192,12 @@ def test_a_listener_that_never_completes_ice_is_closed_after_the_ice_timeout(set
     assert error["code"] == "ice-timeout"
     assert closed == {"type": "websocket.close", "code": 4408}
     assert peers == 0
+
+
+def test_loop_lag_summary():
+    from streams.loopwatch import lag_summary
+
+    assert lag_summary([]) == {"p50": 0.0, "p99": 0.0, "max": 0.0, "samples": 0}
+    summary = lag_summary([1.0] * 99 + [50.0])
+    assert summary["p50"] == 1.0 and summary["max"] == 50.0 and summary["samples"] == 100
+    assert 1.0 < summary["p99"] <= 50.0

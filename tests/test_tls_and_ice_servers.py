@@ -99,3 +99,26 @@ def test_ice_servers_from_settings_reach_the_page_and_the_server_peer(tmp_path):
     srflx = [line for line in candidates if " typ srflx " in line]
     assert srflx and sdp.candidate_address(srflx[0]) == "127.0.0.5"  # the server asked our STUN server
     assert stun.responder.requests >= 1
+
+
+def test_check_deploy_passes_with_production_settings(tmp_path):
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    cert, key, _ = self_signed_certificate(tmp_path)
+    env = {
+        **os.environ,
+        "RTC_SECRET_KEY": secrets.token_urlsafe(50),
+        "RTC_DEBUG": "0",
+        "RTC_ALLOWED_HOSTS": "radio.example.org",
+        "RTC_TLS_CERT": str(cert),
+        "RTC_TLS_KEY": str(key),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
