@@ -5,24 +5,13 @@ import numpy as np
 import pytest
 
 from streams import sdp
-from streams.models import StreamProfile
 from tests import signals
 from tests.conftest import MONITOR
+from tests.helpers import make_profile, run
 from tests.listener import Listener
 from tests.opus_bitstream import toc
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_profile(slug, **fields):
-    profile = StreamProfile(name=slug, slug=slug, **fields)
-    profile.full_clean()
-    profile.save()
-    return profile
-
-
-def run(coroutine, timeout=90):
-    return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
 
 def received_bitrate(packets, skip_seconds=0.5):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streams.models import StreamProfile
+from tests.helpers import run
 from tests.listener import Listener, dominant_frequency
 from tests.conftest import MONITOR
 from tests.rigs.daphne import wait_for
@@ -59,10 +60,6 @@ def hears(listener, hz, window=0.5):
     if len(recent) < window * max(heard.sample_rate, 1) * 0.9:
         return False
     return rms(recent[:, 0]) > 1000 and abs(dominant_frequency(recent[:, 0], heard.sample_rate) - hz) <= 5
-
-
-def run(coroutine, timeout=90):
-    return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
 
 def test_listener_hears_what_is_played_into_the_sink_and_follows_a_change(capture_server, tone):

@@ -1,5 +1,4 @@
 """The signaling consumer, through Channels' WebsocketCommunicator (no server process)."""
-import asyncio
 import json
 from pathlib import Path
 
@@ -9,16 +8,13 @@ from channels.testing import WebsocketCommunicator
 
 from streams.models import StreamProfile
 from streams.routing import websocket_urlpatterns
+from tests.helpers import run
 from streams.runtime import get_runtime
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 APP = URLRouter(websocket_urlpatterns)
 AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
-
-
-def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, 30))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import websockets
 
 from streams import sdp
-from streams.models import StreamProfile
+from tests.helpers import make_profile, run
 from tests.listener import Listener, connect_like_a_browser, dominant_frequency
 from tests.rigs.daphne import wait_for
 
@@ -20,17 +20,6 @@ CASES = {
     "pcma": dict(codec="pcma", channels=1, sine_frequency=900, audio_bitrate=64000),
     "g722": dict(codec="g722", channels=1, sine_frequency=1200, audio_bitrate=64000),
 }
-
-
-def make_profile(slug, **fields):
-    profile = StreamProfile(name=slug, slug=slug, **fields)
-    profile.full_clean()
-    profile.save()
-    return profile
-
-
-def run(coroutine, timeout=60):
-    return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
 
 async def hear(server, slug, seconds=2.0):

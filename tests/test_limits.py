@@ -1,9 +1,9 @@
 """Limits and timeouts: the pure rules directly, then through the consumer."""
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
+import websockets
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
@@ -11,6 +11,8 @@ from streams.limits import MessageRate, listener_refusal
 from streams.models import StreamProfile
 from streams.routing import websocket_urlpatterns
 from streams.runtime import get_runtime
+from tests.helpers import run
+from tests.listener import connect_like_a_browser
 
 APP = URLRouter(websocket_urlpatterns)
 AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
@@ -49,10 +51,6 @@ def test_message_rate_allows_the_limit_per_window_then_refuses_until_it_slides()
 def test_listener_refusal(counts, refused):
     reason = listener_refusal(**counts)
     assert (reason is None) if refused is None else reason.startswith(refused)
-
-
-def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, 30))
 
 
 async def connected(slug, client=("127.0.0.1", 40000)):
@@ -125,10 +123,6 @@ def test_the_consumer_itself_refuses_a_message_over_64_kib_with_4009():
 
 @pytest.mark.django_db(transaction=True)
 def test_daphne_closes_a_message_over_64_kib_with_1009(server):
-    import websockets
-
-    from tests.listener import connect_like_a_browser
-
     StreamProfile.objects.create(name="Hall", slug="hall")
 
     async def scenario():

@@ -1,0 +1,17 @@
+"""Small helpers shared by the tests."""
+import asyncio
+
+from streams.models import StreamProfile
+
+
+def make_profile(slug, **fields):
+    """A validated, saved profile (name = slug unless given)."""
+    profile = StreamProfile(**{"name": slug, "slug": slug, **fields})
+    profile.full_clean()
+    profile.save()
+    return profile
+
+
+def run(coroutine, timeout=90):
+    """Run a test scenario on a fresh event loop, failing it after `timeout` seconds."""
+    return asyncio.run(asyncio.wait_for(coroutine, timeout))
