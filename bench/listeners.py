@@ -60,7 +60,24 @@ def prepare_database(directory):
     return db
 
 
-def run_step(server, count, seconds, swarm_size):
+def profile_server(pid, seconds, top=15):
+    """Sample the server with py-spy for `seconds`; print where its time goes, by function (self time)."""
+    with tempfile.NamedTemporaryFile(suffix=".txt") as out:
+        subprocess.run([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                        "--format", "raw", "--output", out.name, "--nonblocking"],
+                       check=True, capture_output=True)
+        own, total = {}, 0
+        for line in Path(out.name).read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frame = stack.split(";")[-1] if stack else "?"  # py-spy lists a stack outermost first
+            own[frame] = own.get(frame, 0) + int(count)
+            total += int(count)
+    print(f"  where the server's time goes ({total} samples, self time of the innermost frame):")
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        print(f"    {100 * count / total:5.1f} %  {frame}")
+
+
+def run_step(server, count, seconds, swarm_size, profile=False):
     swarms = []
     for start in range(0, count, swarm_size):
         n = min(swarm_size, count - start)
@@ -79,6 +96,8 @@ def run_step(server, count, seconds, swarm_size):
     for swarm in swarms:
         swarm.stdin.write("go\n")
         swarm.stdin.flush()
+    if profile:
+        profile_server(pid, seconds - 1)
     results = [json.loads(swarm.stdout.readline()) for swarm in swarms]
     cpu = proc_cpu_seconds(pid) - cpu_start
     wall = time.monotonic() - wall_start
@@ -127,7 +146,7 @@ def server_keeps_up(row):
     return row["server_late_frames"] <= 0.005 * max(row["server_frames"], 1) and row["server_dropped_packets"] == 0
 
 
-def run_mode(mode, steps, seconds, swarm_size, workdir):
+def run_mode(mode, steps, seconds, swarm_size, workdir, profile=False):
     db = prepare_database(workdir)
     env = {
         "RTC_ENCODE_PER_LISTENER": "1" if mode == "per-listener" else "0",
@@ -138,7 +157,7 @@ def run_mode(mode, steps, seconds, swarm_size, workdir):
     rows = []
     try:
         for count in steps:
-            row = run_step(server, count, seconds, swarm_size)
+            row = run_step(server, count, seconds, swarm_size, profile)
             row["mode"] = mode
             rows.append(row)
             print_row(row)
@@ -169,13 +188,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=10, help="measuring window per step")
     parser.add_argument("--swarm-size", type=int, default=50, help="listeners per client process")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--profile", action="store_true", help="sample the server with py-spy in each window")
     args = parser.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/listeners.py", *sys.argv[1:]]))
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         if args.mode in ("both", "once"):
-            rows += run_mode("once", [int(n) for n in args.steps.split(",")], args.seconds, args.swarm_size, workdir)
+            steps = [int(n) for n in args.steps.split(",")]
+            rows += run_mode("once", steps, args.seconds, args.swarm_size, workdir, args.profile)
         if args.mode in ("both", "per-listener"):
             rows += run_mode("per-listener", [int(n) for n in args.per_listener_steps.split(",")], args.seconds,
                              args.swarm_size, workdir)

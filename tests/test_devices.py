@@ -31,7 +31,8 @@ def test_list_devices_shows_the_null_sink_monitor_as_a_loopback(pulse):
     result = list_devices_command(pulse.child_env())
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.endswith("PulseAudio: virt.monitor"))
-    assert "loopback" in line
+    assert "loopback" in line and line.split()[1] == "PulseAudio"  # index "-", then the host API
+    assert result.stdout.splitlines()[0].split()[:3] == ["index", "host", "API"]
     assert "ALSA: pulse" in result.stdout
     assert "default:loopback" in result.stdout
 

@@ -30,12 +30,13 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps({"devices": [d.as_dict() for d in found], "special": special}, indent=2))
 
     def print_table(self, found):
-        self.stdout.write(f"{'index':>5}  {'in':>3}  {'rate':>6}  {'flags':<16}  stable name (host API: device)")
+        self.stdout.write(f"{'index':>5}  {'host API':<16}  {'in':>3}  {'rate':>6}  {'flags':<16}  stable name")
         for device in found:
             flags = ",".join(flag for flag, on in (("loopback", device.is_loopback), ("default", device.is_default)) if on)
             index = "-" if device.index is None else str(device.index)
             self.stdout.write(
-                f"{index:>5}  {device.input_channels:>3}  {device.default_sample_rate:>6.0f}  {flags:<16}  {device.name}"
+                f"{index:>5}  {device.host_api:<16}  {device.input_channels:>3}  {device.default_sample_rate:>6.0f}  "
+                f"{flags:<16}  {device.name}"
             )
         self.stdout.write("\nA profile may also name:")
         for name, label in devices.SPECIAL_DEVICES.items():
