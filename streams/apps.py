@@ -9,6 +9,7 @@ class StreamsConfig(AppConfig):
         from django.conf import settings
 
         from . import signals  # noqa: F401  (connects the receivers)
-        from .ice import restrict_host_addresses
+        from .ice import expire_consent_like_rfc_7675, restrict_host_addresses
 
         restrict_host_addresses(settings.RTC_ICE_ADDRESSES)
+        expire_consent_like_rfc_7675()

@@ -1,4 +1,5 @@
-"""Which local addresses ICE may use (the RTC_ICE_ADDRESSES setting).
+"""How ICE behaves here: which local addresses it may use (the RTC_ICE_ADDRESSES setting), and
+how soon a silent listener's consent expires.
 
 aioice has no option for this: it gathers host candidates on every interface
 address and leaves out 127.0.0.1. Like Janus's ice_enforce_list, the operator
@@ -27,3 +28,13 @@ def restrict_host_addresses(addresses):
         return wanted
 
     aioice.ice.get_host_addresses = configured_host_addresses
+
+
+# aioice gives up on a silent listener after 6 unanswered consent checks about 5 s apart, each
+# waiting for its own timeout: 35-40 s. RFC 7675 says consent expires after 30 s; 5 checks
+# brings a vanished listener's close to about 30 s.
+CONSENT_FAILURES = 5
+
+
+def expire_consent_like_rfc_7675():
+    aioice.ice.CONSENT_FAILURES = CONSENT_FAILURES

@@ -1,0 +1,147 @@
+"""Churn soak: many listeners come and go, some vanish without a goodbye; resources must come back.
+
+1. `--cycles` connect / listen / close cycles (real aiortc listeners, `--parallel` at a time), on a
+   sine profile and on a device profile (PulseAudio null-sink monitor), alternately.
+2. `--killed` listeners in one client process that is frozen (SIGSTOP), like phones that lost
+   the network, then killed: no WebSocket close, no DTLS goodbye, no answer to ICE consent
+   checks. The server must find out by itself (consent expiry) and close them.
+Afterwards: zero peers, no capture thread, thread and file-descriptor counts back to the
+baseline taken after a warm-up, RSS growth reported (target: under 50 MB).
+
+    .venv/bin/python bench/soak.py
+    .venv/bin/python bench/soak.py --cycles 1000 --killed 200
+"""
+import argparse
+import asyncio
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from bench.listeners import prepare_database, proc_status  # noqa: E402
+from tests.listener import Listener  # noqa: E402
+from tests.rigs.daphne import DaphneServer, wait_for  # noqa: E402
+from tests.rigs.pulseaudio import PulseAudioRig  # noqa: E402
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def snapshot(server):
+    pid = server.process.pid
+    process = {**proc_status(pid), "fds": fd_count(pid)}  # before the status request opens a socket
+    status = server.status()
+    return {
+        **process,
+        "peers": status["peers"],
+        "capture_threads": len(status["capture_threads"]),
+        "loop_lag": status["loop_lag_ms_last_minute"],
+    }
+
+
+async def one_cycle(url):
+    listener = Listener(url)
+    try:
+        await listener.connect()
+        await listener.listen_for(0.2)
+    finally:
+        await listener.close()
+
+
+async def churn(server, slugs, cycles, parallel):
+    gate = asyncio.Semaphore(parallel)
+    failures = 0
+
+    async def cycle(i):
+        nonlocal failures
+        async with gate:
+            try:
+                await asyncio.wait_for(one_cycle(server.ws_url(slugs[i % len(slugs)])), 30)
+            except Exception:  # counted and reported
+                failures += 1
+
+    await asyncio.gather(*(cycle(i) for i in range(cycles)))
+    return failures
+
+
+def create_device_profile(db):
+    env = {**os.environ, "RTC_DB_PATH": str(db)}
+    code = ("from streams.models import StreamProfile;"
+            "StreamProfile.objects.create(name='Desk', slug='desk', source='device', device_name='PulseAudio: virt.monitor')")
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=PROJECT, env=env, check=True,
+                   capture_output=True)
+
+
+def kill_a_swarm(server, count):
+    swarm = subprocess.Popen(
+        [sys.executable, str(PROJECT / "bench" / "swarm.py"), "--url", server.ws_url("default"), "--count", str(count)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    swarm.stdout.readline()  # all connected
+    wait_for(lambda: server.status()["peers"] >= count, 30, f"{count} peers")
+    # Frozen, like phones that lost the network: their TCP connections stay open (a killed
+    # process would have its sockets closed by the kernel, which the server would notice at
+    # once), and nothing answers ICE consent checks any more.
+    swarm.send_signal(signal.SIGSTOP)
+    vanished_at = time.monotonic()
+    try:
+        wait_for(lambda: server.status()["peers"] == 0, 90, "the server to close the vanished listeners")
+        return time.monotonic() - vanished_at
+    finally:
+        swarm.send_signal(signal.SIGKILL)
+        swarm.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=1000)
+    parser.add_argument("--parallel", type=int, default=10)
+    parser.add_argument("--killed", type=int, default=200)
+    args = parser.parse_args()
+    print("command:", shlex.join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]))
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    from streams.ice import restrict_host_addresses
+
+    restrict_host_addresses(["127.0.0.1"])
+    with tempfile.TemporaryDirectory() as workdir, PulseAudioRig() as rig:
+        db = prepare_database(workdir)
+        create_device_profile(db)
+        env = {**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_CAPTURE_LINGER_SECONDS": "1",
+               "RTC_LOG_LEVEL": "WARNING"}
+        server = DaphneServer(db, Path(workdir) / "app.log", extra_env=env).start()
+        player = rig.play_tone(1000, seconds=3600)
+        try:
+            asyncio.run(churn(server, ["default", "desk"], 20, 5))  # warm-up: imports, first hubs
+            wait_for(lambda: (s := snapshot(server))["peers"] == 0 and s["capture_threads"] == 0, 15, "idle")
+            baseline = snapshot(server)
+            print(f"baseline after warm-up: {baseline}")
+            started = time.monotonic()
+            failures = asyncio.run(churn(server, ["default", "desk"], args.cycles, args.parallel))
+            print(f"{args.cycles} connect/listen/close cycles in {time.monotonic() - started:.0f} s, {failures} failed")
+            vanish_seconds = kill_a_swarm(server, args.killed)
+            print(f"{args.killed} listeners vanished without a goodbye: all closed by the server "
+                  f"{vanish_seconds:.1f} s after they went silent (target: within 35 s)")
+            wait_for(lambda: (s := snapshot(server))["capture_threads"] == 0 and s["peers"] == 0, 15, "idle again")
+            wait_for(lambda: snapshot(server)["threads"] <= baseline["threads"]
+                     and snapshot(server)["fds"] <= baseline["fds"], 30, "threads and fds back to baseline")
+            after = snapshot(server)
+            print(f"after: {after}")
+            print(f"RSS growth: {after['rss_mb'] - baseline['rss_mb']:.1f} MB (target < 50 MB); "
+                  f"threads {baseline['threads']} -> {after['threads']}; fds {baseline['fds']} -> {after['fds']}; "
+                  f"peers {after['peers']}; capture threads {after['capture_threads']}")
+        finally:
+            player.terminate()
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
