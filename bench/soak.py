@@ -28,7 +28,8 @@ sys.path.insert(0, str(PROJECT))
 
 from bench.listeners import prepare_database, proc_status  # noqa: E402
 from tests.listener import Listener  # noqa: E402
-from tests.rigs.daphne import DaphneServer, wait_for  # noqa: E402
+from tests.rigs.daphne import DaphneServer
+from tests.waiting import wait_for  # noqa: E402
 from tests.rigs.pulseaudio import PulseAudioRig  # noqa: E402
 
 

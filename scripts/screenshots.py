@@ -12,7 +12,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from tests.rigs.chromium import chromium_page  # noqa: E402
-from tests.rigs.daphne import DaphneServer, wait_for  # noqa: E402
+from tests.rigs.daphne import DaphneServer
+from tests.waiting import wait_for  # noqa: E402
 
 SIZES = [(390, 844), (1280, 800)]
 

@@ -10,6 +10,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from streams import sdp
+from tests.waiting import until
 
 
 def connect_like_a_browser(ws_url, ssl=None):
@@ -105,9 +106,7 @@ class Listener:
 
     async def listen_for(self, seconds, timeout=20):
         """Wait until `seconds` of audio have been decoded."""
-        async with asyncio.timeout(timeout):
-            while self.heard.seconds() < seconds:
-                await asyncio.sleep(0.05)
+        await until(lambda: self.heard.seconds() >= seconds, timeout, f"{seconds} s of decoded audio")
         return self.heard
 
     async def close(self):

@@ -10,6 +10,7 @@ from tests.conftest import MONITOR
 from tests.helpers import make_profile, run
 from tests.listener import Listener
 from tests.opus_bitstream import toc
+from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,9 +24,8 @@ def received_bitrate(packets, skip_seconds=0.5):
 
 
 async def until_packets(listeners, count, timeout=20):
-    async with asyncio.timeout(timeout):
-        while min(len(listener.heard.packets) for listener in listeners) < count:
-            await asyncio.sleep(0.05)
+    await until(lambda: min(len(listener.heard.packets) for listener in listeners) >= count, timeout,
+                f"{count} packets at every listener")
 
 
 def assert_same_packets(a, b, at_least):

@@ -9,7 +9,7 @@ from streams.models import StreamProfile
 from tests.helpers import run
 from tests.listener import Listener, dominant_frequency
 from tests.conftest import MONITOR
-from tests.rigs.daphne import wait_for
+from tests.waiting import until, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,15 +43,6 @@ def latest(heard, seconds):
 
 def rms(samples):
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
-
-
-async def until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return time.monotonic()
 
 
 def hears(listener, hz, window=0.5):

@@ -9,7 +9,7 @@ import websockets
 from streams import sdp
 from tests.helpers import make_profile, run
 from tests.listener import Listener, connect_like_a_browser, dominant_frequency
-from tests.rigs.daphne import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,7 +4,8 @@ from django.conf import settings
 
 from streams.models import StreamProfile
 from tests.rigs.chromium import chromium_page, peak_frequency
-from tests.rigs.daphne import DaphneServer, wait_for
+from tests.rigs.daphne import DaphneServer
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

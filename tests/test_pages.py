@@ -5,7 +5,7 @@ from django.forms.models import model_to_dict
 
 from streams.models import StreamProfile
 from tests.rigs.chromium import chromium_page, peak_frequency
-from tests.rigs.daphne import wait_for
+from tests.waiting import wait_for
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from django.conf import settings
 from streams.models import StreamProfile
 from tests.conftest import MONITOR
 from tests.listener import Listener
-from tests.rigs.daphne import DaphneServer, wait_for
+from tests.rigs.daphne import DaphneServer
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -92,6 +92,7 @@ class BroadcastHub:
         if self._task is None:
             self._source = self._open_source(self.config, self._device_state_changed)
             self._encoder = create_encoder(self.config)
+            self._time_base = fractions.Fraction(1, self._encoder.clock_rate)
             self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
         return track
 
@@ -133,11 +134,10 @@ class BroadcastHub:
         return pacer.late_frames if pacer else 0
 
     def _send_encoded(self, pcm):
-        time_base = fractions.Fraction(1, self._encoder.clock_rate)
         for encoded in self._encoder.encode(pcm):
             packet = av.Packet(encoded.payload)
             packet.pts = encoded.timestamp
-            packet.time_base = time_base
+            packet.time_base = self._time_base
             for track in self._tracks:
                 track.push(packet)
             self.packets_sent += 1

@@ -22,24 +22,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import wave
 
 import numpy as np
 
+from tests.waiting import wait_for
+
 ENV_NAMES = ("XDG_RUNTIME_DIR", "PULSE_RUNTIME_PATH", "PULSE_STATE_PATH", "PULSE_SERVER")
-
-
-def wait_until(condition, timeout, what, interval=0.05):
-    """Poll condition() until it returns something truthy; raise TimeoutError after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 class PulseAudioRig:
@@ -102,7 +91,7 @@ class PulseAudioRig:
             raise RuntimeError(f"pulseaudio failed to start (exit {finished.returncode}):\n"
                                f"{finished.stderr}\n{log}")
         try:
-            wait_until(self.is_running, self.start_timeout, "pulseaudio to answer `pactl info`")
+            wait_for(self.is_running, self.start_timeout, "pulseaudio to answer `pactl info`")
         except TimeoutError as error:
             log = self._read_log()
             self.stop()
@@ -140,7 +129,7 @@ class PulseAudioRig:
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGTERM)
-                wait_until(lambda: not _process_alive(pid), timeout, f"pulseaudio pid {pid} to exit")
+                wait_for(lambda: not _process_alive(pid), timeout, f"pulseaudio pid {pid} to exit")
             except ProcessLookupError:
                 pass
             except TimeoutError:
@@ -200,7 +189,7 @@ class PulseAudioRig:
     def load_null_sink(self, name="virt", keep_awake=None):
         """Add a null sink (and its "<name>.monitor" source); return the module index."""
         index = int(self.pactl("load-module", "module-null-sink", f"sink_name={name}").strip())
-        wait_until(lambda: f"{name}.monitor" in self.sources(), 5, f"source {name}.monitor")
+        wait_for(lambda: f"{name}.monitor" in self.sources(), 5, f"source {name}.monitor")
         if self.keep_awake if keep_awake is None else keep_awake:
             self.keep_sink_awake(name)
         return index
@@ -213,7 +202,7 @@ class PulseAudioRig:
             index, module, arguments = fields[0], fields[1], fields[2] if len(fields) > 2 else ""
             if module == "module-null-sink" and f"sink_name={name}" in arguments.split():
                 self.pactl("unload-module", index)
-                wait_until(lambda: f"{name}.monitor" not in self.sources(), 5,
+                wait_for(lambda: f"{name}.monitor" not in self.sources(), 5,
                            f"source {name}.monitor to disappear")
                 return int(index)
         raise LookupError(f"no module-null-sink with sink_name={name}")
@@ -243,7 +232,7 @@ class PulseAudioRig:
             self._keepers[name] = subprocess.Popen(
                 ["parec", f"--device={monitor}", f"--latency-msec={latency_msec}", "--raw"],
                 env=self.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_until(lambda: any(fields[1] == source_index
+            wait_for(lambda: any(fields[1] == source_index
                                    for fields in self._short_list("source-outputs")),
                        timeout, f"the keeper recorder to connect to {monitor}")
         finally:
@@ -254,7 +243,7 @@ class PulseAudioRig:
             current, configured = self.sink_latency(name)
             return configured <= limit and current <= limit
 
-        wait_until(short_blocks, timeout, f"sink {name} to render in blocks of <= {limit} usec")
+        wait_for(short_blocks, timeout, f"sink {name} to render in blocks of <= {limit} usec")
 
     # -- sound ------------------------------------------------------------------------
 
