@@ -30,27 +30,33 @@ class ListenerTrack(MediaStreamTrack):
         super().__init__()
         self.hub = hub
         self._packets = collections.deque(maxlen=max_packets)
-        self._ready = asyncio.Event()
+        self._waiter = None  # the future recv() waits on while the queue is empty
         self.dropped = 0
 
     def push(self, packet):
         if len(self._packets) == self._packets.maxlen:
             self.dropped += 1
         self._packets.append(packet)
-        self._ready.set()
+        self._wake()
+
+    def _wake(self):
+        # One bare future per wait: cheaper than asyncio.Event, and push() runs for every
+        # listener on every packet.
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def recv(self):
         while not self._packets:
             if self.readyState != "live":
                 raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
         return self._packets.popleft()
 
     def stop(self):
         if self.readyState == "live":
             super().stop()
-            self._ready.set()
+            self._wake()
             self.hub.unsubscribe(self)
 
 
