@@ -87,7 +87,8 @@ def function_of(frame):
     return f"{name} ({place.rsplit(':', 1)[0]})" if place else name
 
 
-def run_step(server, count, seconds, swarm_size, profile=False):
+def run_step(server, count, seconds, swarm_size, profile=False, during=None):
+    """N listeners for `seconds`; `during(server, seconds)`, if given, runs while they listen."""
     swarms = []
     for start in range(0, count, swarm_size):
         n = min(swarm_size, count - start)
@@ -108,6 +109,8 @@ def run_step(server, count, seconds, swarm_size, profile=False):
         swarm.stdin.flush()
     if profile:
         profile_server(pid, seconds - 1)
+    if during:
+        during(server, seconds)
     results = [json.loads(swarm.stdout.readline()) for swarm in swarms]
     cpu = proc_cpu_seconds(pid) - cpu_start
     wall = time.monotonic() - wall_start

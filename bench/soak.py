@@ -9,7 +9,7 @@ Afterwards: zero peers, no capture thread, thread and file-descriptor counts bac
 baseline taken after a warm-up, RSS growth reported (target: under 50 MB).
 
     .venv/bin/python bench/soak.py
-    .venv/bin/python bench/soak.py --cycles 1000 --killed 200
+    .venv/bin/python bench/soak.py --cycles 1000 --killed 200 --rounds 2
 """
 import argparse
 import asyncio
@@ -88,7 +88,7 @@ def kill_a_swarm(server, count):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     swarm.stdout.readline()  # all connected
-    wait_for(lambda: server.status()["peers"] >= count, 30, f"{count} peers")
+    wait_for(lambda: server.status()["connected_peers"] >= count, 30, f"{count} connected peers")
     # Frozen, like phones that lost the network: their TCP connections stay open (a killed
     # process would have its sockets closed by the kernel, which the server would notice at
     # once), and nothing answers ICE consent checks any more.
@@ -102,11 +102,27 @@ def kill_a_swarm(server, count):
         swarm.wait()
 
 
+def soak_round(server, args, baseline):
+    started = time.monotonic()
+    failures = asyncio.run(churn(server, ["default", "desk"], args.cycles, args.parallel))
+    print(f"{args.cycles} connect/listen/close cycles in {time.monotonic() - started:.0f} s, {failures} failed")
+    vanish_seconds = kill_a_swarm(server, args.killed)
+    print(f"{args.killed} listeners vanished without a goodbye: all closed by the server "
+          f"{vanish_seconds:.1f} s after they went silent (target: within 35 s)")
+    wait_for(lambda: (s := snapshot(server))["capture_threads"] == 0 and s["peers"] == 0, 15, "idle again")
+    wait_for(lambda: snapshot(server)["threads"] <= baseline["threads"]
+             and snapshot(server)["fds"] <= baseline["fds"], 30, "threads and fds back to baseline")
+    return snapshot(server)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=10)
     parser.add_argument("--killed", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="repeat cycles + vanished listeners; a leak grows every round, a high-water mark once")
+    parser.add_argument("--malloc-arenas", help="RTC_MALLOC_ARENAS for the server (default: the setting's default)")
     args = parser.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]))
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -118,6 +134,8 @@ def main():
         create_device_profile(db)
         env = {**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_CAPTURE_LINGER_SECONDS": "1",
                "RTC_LOG_LEVEL": "WARNING"}
+        if args.malloc_arenas is not None:
+            env["RTC_MALLOC_ARENAS"] = args.malloc_arenas
         server = DaphneServer(db, Path(workdir) / "app.log", extra_env=env).start()
         player = rig.play_tone(1000, seconds=3600)
         try:
@@ -125,20 +143,13 @@ def main():
             wait_for(lambda: (s := snapshot(server))["peers"] == 0 and s["capture_threads"] == 0, 15, "idle")
             baseline = snapshot(server)
             print(f"baseline after warm-up: {baseline}")
-            started = time.monotonic()
-            failures = asyncio.run(churn(server, ["default", "desk"], args.cycles, args.parallel))
-            print(f"{args.cycles} connect/listen/close cycles in {time.monotonic() - started:.0f} s, {failures} failed")
-            vanish_seconds = kill_a_swarm(server, args.killed)
-            print(f"{args.killed} listeners vanished without a goodbye: all closed by the server "
-                  f"{vanish_seconds:.1f} s after they went silent (target: within 35 s)")
-            wait_for(lambda: (s := snapshot(server))["capture_threads"] == 0 and s["peers"] == 0, 15, "idle again")
-            wait_for(lambda: snapshot(server)["threads"] <= baseline["threads"]
-                     and snapshot(server)["fds"] <= baseline["fds"], 30, "threads and fds back to baseline")
-            after = snapshot(server)
-            print(f"after: {after}")
-            print(f"RSS growth: {after['rss_mb'] - baseline['rss_mb']:.1f} MB (target < 50 MB); "
-                  f"threads {baseline['threads']} -> {after['threads']}; fds {baseline['fds']} -> {after['fds']}; "
-                  f"peers {after['peers']}; capture threads {after['capture_threads']}")
+            for round_number in range(1, args.rounds + 1):
+                after = soak_round(server, args, baseline)
+                print(f"after round {round_number}: {after}")
+                print(f"round {round_number}: RSS growth since the baseline {after['rss_mb'] - baseline['rss_mb']:.1f} MB "
+                      f"(target < 50 MB); threads {baseline['threads']} -> {after['threads']}; "
+                      f"fds {baseline['fds']} -> {after['fds']}; peers {after['peers']}; "
+                      f"capture threads {after['capture_threads']}", flush=True)
         finally:
             player.terminate()
             server.stop()

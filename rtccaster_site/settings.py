@@ -61,6 +61,8 @@ RTC_ICE_TIMEOUT_SECONDS = env_int("RTC_ICE_TIMEOUT_SECONDS", 15, minimum=1)
 RTC_ENCODE_PER_LISTENER = env_bool("RTC_ENCODE_PER_LISTENER", False)
 # Seconds a device capture keeps running after its last listener left (a quick reconnect reuses it).
 RTC_CAPTURE_LINGER_SECONDS = env_int("RTC_CAPTURE_LINGER_SECONDS", 3, minimum=0, maximum=3600)
+# glibc malloc arenas for the server process (0 = glibc's default of 8 per core); see streams/memory.py.
+RTC_MALLOC_ARENAS = env_int("RTC_MALLOC_ARENAS", 2, minimum=0, maximum=64)
 
 INSTALLED_APPS = [
     "daphne",

@@ -134,6 +134,11 @@ class ListenConsumer(AsyncWebsocketConsumer):
             raise SignalingError("invalid-sdp", 'An offer needs its SDP as a string in "sdp".')
         if not sdp.has_audio_section(offer):
             raise SignalingError("no-audio", "The offer has no audio section; add a recvonly audio transceiver.")
+        missing = sdp.missing_transport_attributes(offer)
+        if missing:
+            raise SignalingError(
+                "invalid-sdp", "The offer lacks " + ", ".join(f"a={name}" for name in missing) + ": it cannot connect."
+            )
         profile = self.profile
         runtime = get_runtime()
         address = self.client_address()

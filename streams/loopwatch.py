@@ -28,7 +28,10 @@ def lag_summary(lags_ms):
 
 
 class LoopLagMonitor:
-    def __init__(self):
+    """Measures the loop's lag; `every_minute()`, if given, runs after each minute's report."""
+
+    def __init__(self, every_minute=None):
+        self._every_minute = every_minute
         self.last_minute = lag_summary([])
         self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag-monitor")
 
@@ -46,6 +49,8 @@ class LoopLagMonitor:
                             self.last_minute)
                 lags = []
                 report_at += REPORT_SECONDS
+                if self._every_minute:
+                    self._every_minute()
 
     def stop(self):
         self._task.cancel()

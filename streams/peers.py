@@ -92,8 +92,11 @@ class ListenerPeer:
         if state == "failed":
             logger.info("%r: connection failed or consent expired; closing", self)
             await self.close("connection-failed", "The audio connection failed or stopped answering.")
-        elif state == "closed":
-            await self.close()
+        elif state == "closed" and self in self._registry:
+            # Not closed by us: aiortc closed it because DTLS ended, which is what a listener that
+            # stops answering ICE consent checks (or hangs up without a WebSocket close) leads to.
+            logger.info("%r: connection ended by the network (consent expired or the listener hung up); closing", self)
+            await self.close("connection-failed", "The audio connection ended: the listener stopped answering.")
 
     async def close(self, code=None, message=None):
         """Close the peer; with a code, tell the signaling side why (once)."""

@@ -14,6 +14,7 @@ from .audio import sources
 from .audio.broadcast import HubRegistry
 from .audio.capture import AudioCaptureManager
 from .loopwatch import LoopLagMonitor
+from .memory import release_free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +28,11 @@ class StreamRuntime:
     def __init__(self):
         self.captures = AudioCaptureManager(settings.RTC_CAPTURE_LINGER_SECONDS)
         self.hubs = HubRegistry(
-            settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce, settings.RTC_ENCODE_PER_LISTENER
+            settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce, settings.RTC_ENCODE_PER_LISTENER,
+            on_empty=release_free_memory,  # the last stream went idle: give churned memory back
         )
         self.peers = set()
-        self.loop_lag = LoopLagMonitor()
+        self.loop_lag = LoopLagMonitor(every_minute=release_free_memory)
         self._pending = set()
 
     def open_source(self, config, on_device_state):

@@ -95,6 +95,20 @@ def has_audio_section(sdp):
     return False
 
 
+TRANSPORT_ATTRIBUTES = ("ice-ufrag", "ice-pwd", "fingerprint")
+
+
+def missing_transport_attributes(sdp):
+    """Which of a=ice-ufrag, a=ice-pwd, a=fingerprint the first live audio section lacks
+    (at its own level or the session's): without them there is no ICE or DTLS to set up."""
+    session, sections = _split(sdp)
+    audio = next((sec for sec in sections if _is_audio(sec) and sec[0].split()[1:2] != ["0"]), None)
+    if audio is None:
+        return list(TRANSPORT_ATTRIBUTES)
+    present = {line[2:].split(":", 1)[0] for line in session + audio[1:] if line.startswith("a=")}
+    return [name for name in TRANSPORT_ATTRIBUTES if name not in present]
+
+
 def payload_types(section, encoding_name):
     """Payload types in a media section whose a=rtpmap names encoding_name (case-insensitive)."""
     found = []

@@ -73,6 +73,7 @@ async def status(request):
     return JsonResponse(
         {
             "peers": len(runtime.peers),
+            "connected_peers": sum(1 for peer in runtime.peers if peer.pc.connectionState == "connected"),
             "hubs": hubs,
             "captures": captures,
             "capture_threads": threads,

@@ -72,6 +72,9 @@ BAD_MESSAGES = [
     ('{"type": "offer", "sdp": 42}', None, "invalid-sdp"),
     ('{"type": "offer", "sdp": "v=0\\r\\ns=-\\r\\nm=video 9 RTP/AVP 96\\r\\n"}', None, "no-audio"),
     ('{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\n"}', None, "invalid-sdp"),
+    # Found by the fuzz test: ICE credentials but no DTLS fingerprint used to crash aiortc's connect task.
+    ('{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\na=ice-ufrag:u\\r\\na=ice-pwd:p\\r\\n'
+     'a=rtpmap:111 opus/48000/2\\r\\n"}', None, "invalid-sdp"),
 ]
 
 

@@ -8,6 +8,7 @@ from streams import sdp
 DATA = Path(__file__).parent / "data"
 AIORTC_ANSWER = (DATA / "aiortc_answer.sdp").read_text()
 CHROMIUM_OFFER = (DATA / "chromium_offer.sdp").read_text()
+AIORTC_OFFER = (DATA / "aiortc_offer.sdp").read_text()
 
 PROFILE_FMTP = sdp.opus_fmtp_params(
     channels=2, max_average_bitrate=64000, max_playback_rate=24000, cbr=True, fec=True, dtx=False
@@ -80,6 +81,16 @@ def test_edits_keep_crlf_line_endings_and_the_rest_of_the_sdp():
     assert edited.endswith("\r\n") and "\n" not in edited.replace("\r\n", "")
     original = set(AIORTC_ANSWER.replace("\r\n", "\n").splitlines())
     assert original <= set(edited.split("\r\n"))
+
+
+def test_missing_transport_attributes():
+    assert sdp.missing_transport_attributes(CHROMIUM_OFFER) == []
+    assert sdp.missing_transport_attributes(AIORTC_OFFER) == []
+    no_fingerprint = "\n".join(line for line in CHROMIUM_OFFER.splitlines() if not line.startswith("a=fingerprint"))
+    assert sdp.missing_transport_attributes(no_fingerprint) == ["fingerprint"]
+    at_session_level = "v=0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AB\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\n"
+    assert sdp.missing_transport_attributes(at_session_level) == []
+    assert sdp.missing_transport_attributes("not sdp at all") == ["ice-ufrag", "ice-pwd", "fingerprint"]
 
 
 def test_has_audio_section():

@@ -162,10 +162,11 @@ class BroadcastHub:
 
 
 class HubRegistry:
-    """The hubs of one process, one per distinct StreamConfig."""
+    """The hubs of one process, one per distinct StreamConfig. `on_empty()` runs when the last one goes."""
 
-    def __init__(self, max_packets, open_source, announce, per_listener=False):
+    def __init__(self, max_packets, open_source, announce, per_listener=False, on_empty=None):
         self._max_packets = max_packets
+        self._on_empty = on_empty
         self._per_listener = per_listener
         self._open_source = open_source
         self._announce = announce
@@ -183,6 +184,8 @@ class HubRegistry:
     def _forget(self, hub):
         if self._hubs.get(hub.config) is hub:
             del self._hubs[hub.config]
+            if not self._hubs and self._on_empty:
+                self._on_empty()
 
     def hubs(self):
         return list(self._hubs.values())

@@ -34,6 +34,9 @@ class Command(BaseCommand):
     def handle(self, *args, host=None, port=None, **options):
         host = host or settings.RTC_HOST
         port = port or settings.RTC_PORT
+        from streams.memory import limit_arenas
+
+        limit_arenas(settings.RTC_MALLOC_ARENAS)  # before daphne's and aiortc's threads allocate
         server = self.build_server(host, port)
         self.close_streams_on_shutdown()
         self.announce(host, port)
