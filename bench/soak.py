@@ -112,7 +112,21 @@ def soak_round(server, args, baseline):
     wait_for(lambda: (s := snapshot(server))["capture_threads"] == 0 and s["peers"] == 0, 15, "idle again")
     wait_for(lambda: snapshot(server)["threads"] <= baseline["threads"]
              and snapshot(server)["fds"] <= baseline["fds"], 30, "threads and fds back to baseline")
+    wait_for(rss_settled(server), 30, "RSS to stop falling (the server frees memory once idle)")
     return snapshot(server)
+
+
+def rss_settled(server, quiet_seconds=3):
+    """A wait_for condition: true once RSS has not fallen by 1 MB or more for `quiet_seconds`."""
+    state = {"rss": proc_status(server.process.pid)["rss_mb"], "since": time.monotonic()}
+
+    def settled():
+        rss = proc_status(server.process.pid)["rss_mb"]
+        if rss < state["rss"] - 1:
+            state.update(rss=rss, since=time.monotonic())
+        return time.monotonic() - state["since"] >= quiet_seconds
+
+    return settled
 
 
 def main():
@@ -122,7 +136,6 @@ def main():
     parser.add_argument("--killed", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2,
                         help="repeat cycles + vanished listeners; a leak grows every round, a high-water mark once")
-    parser.add_argument("--malloc-arenas", help="RTC_MALLOC_ARENAS for the server (default: the setting's default)")
     args = parser.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]))
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -134,8 +147,6 @@ def main():
         create_device_profile(db)
         env = {**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_CAPTURE_LINGER_SECONDS": "1",
                "RTC_LOG_LEVEL": "WARNING"}
-        if args.malloc_arenas is not None:
-            env["RTC_MALLOC_ARENAS"] = args.malloc_arenas
         server = DaphneServer(db, Path(workdir) / "app.log", extra_env=env).start()
         player = rig.play_tone(1000, seconds=3600)
         try:

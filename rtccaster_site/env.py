@@ -104,6 +104,16 @@ def env_ice_servers(name, environ=None):
     return servers
 
 
+def env_redis_url(name, environ=None):
+    """A Redis URL (redis://, rediss:// or unix://), or "" when unset."""
+    value = _raw(name, environ) or ""
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a Redis URL: use redis://host:port/db, rediss://... or unix:///path."
+        )
+    return value
+
+
 def secret_key_from(name, key_file, environ=None):
     """RTC_SECRET_KEY if set, else a key generated once and kept in key_file."""
     value = _raw(name, environ)

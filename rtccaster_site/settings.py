@@ -11,6 +11,7 @@ from .env import (
     env_int,
     env_ip_list,
     env_list,
+    env_redis_url,
     env_str,
     secret_key_from,
 )
@@ -61,8 +62,6 @@ RTC_ICE_TIMEOUT_SECONDS = env_int("RTC_ICE_TIMEOUT_SECONDS", 15, minimum=1)
 RTC_ENCODE_PER_LISTENER = env_bool("RTC_ENCODE_PER_LISTENER", False)
 # Seconds a device capture keeps running after its last listener left (a quick reconnect reuses it).
 RTC_CAPTURE_LINGER_SECONDS = env_int("RTC_CAPTURE_LINGER_SECONDS", 3, minimum=0, maximum=3600)
-# glibc malloc arenas for the server process (0 = glibc's default of 8 per core); see streams/memory.py.
-RTC_MALLOC_ARENAS = env_int("RTC_MALLOC_ARENAS", 2, minimum=0, maximum=64)
 
 INSTALLED_APPS = [
     "daphne",
@@ -114,7 +113,13 @@ DATABASES = {
     }
 }
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Multi-process mode: with REDIS_URL the Channels layer and the audio packets go through Redis;
+# `manage.py media_owner` captures and encodes, daphne workers relay (docs/architecture.md).
+REDIS_URL = env_redis_url("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -2,21 +2,31 @@
 # One idempotent set-up for running and for testing RTC Caster.
 #   scripts/setup.sh          system packages, .venv, requirements, migrations, default profile, admin user
 #   scripts/setup.sh --dev    the same plus what the test suite needs (PulseAudio, Chromium, Redis, pytest)
+#   scripts/setup.sh --redis  the same plus a Redis server (multi-process mode on this machine)
 # A second run only checks: apt and pip are skipped when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dev=0
-[ "${1:-}" = "--dev" ] && dev=1
+redis=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    --redis) redis=1 ;;
+    *) echo "usage: scripts/setup.sh [--dev] [--redis]" >&2; exit 2 ;;
+  esac
+done
 
 runtime_apt=(portaudio19-dev libasound2-plugins libopus0 pulseaudio-utils)
 dev_apt=(pulseaudio chromium redis-server)
+redis_apt=(redis-server)
 
 say() { printf '[setup] %s\n' "$*"; }
 
 install_system_packages() {
   local wanted=("${runtime_apt[@]}")
   [ "$dev" = 1 ] && wanted+=("${dev_apt[@]}")
+  [ "$redis" = 1 ] && wanted+=("${redis_apt[@]}")
   if ! command -v dpkg-query >/dev/null; then
     say "not a Debian/Ubuntu system: install these yourself: ${wanted[*]}"
     return

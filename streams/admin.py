@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from . import livestats
 from .forms import StreamProfileForm
 from .models import StreamProfile
 
@@ -10,7 +11,7 @@ from .models import StreamProfile
 @admin.register(StreamProfile)
 class StreamProfileAdmin(admin.ModelAdmin):
     form = StreamProfileForm
-    list_display = ["name", "slug", "enabled", "access", "source", "codec", "audio_bitrate", "channels", "listen_link"]
+    list_display = ["name", "slug", "enabled", "access", "source", "codec", "audio_bitrate", "channels", "live", "listen_link"]
     list_filter = ["enabled", "codec", "source"]
     list_editable = ["enabled"]
     search_fields = ["name", "slug", "description"]
@@ -39,6 +40,15 @@ class StreamProfileAdmin(admin.ModelAdmin):
     actions = ["rotate_access_keys"]
     change_form_template = "admin/streams/streamprofile/change_form.html"
 
+    def changelist_view(self, request, extra_context=None):
+        # Read once per page. Sync admin views run one at a time in one thread under ASGI.
+        self._live = livestats.collect()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Live now")
+    def live(self, profile):
+        return livestats.describe(getattr(self, "_live", {}).get(profile.slug))
+
     @admin.display(description="Listen")
     def listen_link(self, profile):
         return format_html('<a href="{}" target="_blank">Listen</a>', profile.share_path())
@@ -51,6 +61,7 @@ class StreamProfileAdmin(admin.ModelAdmin):
             url = request.build_absolute_uri(profile.share_path())
             extra_context["share_url"] = url
             extra_context["share_qr"] = mark_safe(segno.make(url, error="m").svg_inline(scale=4))
+            extra_context["live_now"] = livestats.describe(livestats.collect().get(profile.slug))
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Rotate the secret link key (old links stop working)")

@@ -5,6 +5,7 @@ Protocol (also in the README):
   server -> {"type": "answer", "sdp": "..."}         once ICE gathering is complete
   server -> {"type": "error", "code": "...", "message": "..."}
   server -> {"type": "status", "state": "...", "message": "..."}
+  server -> {"type": "renegotiate", "message": "..."}  then close 4426: connect again at once
 An unknown or disabled profile gets an error and close code 4404.
 """
 import asyncio
@@ -34,6 +35,7 @@ CLOSE_PROFILE_NOT_FOUND = 4404
 CLOSE_TIMEOUT = 4408  # no offer in time, or ICE never connected
 CLOSE_CONNECTION_FAILED = 4410
 CLOSE_TOO_MANY_LISTENERS = 4429
+CLOSE_RENEGOTIATE = 4426  # the stream's codec changed: the page connects again at once, with a new offer
 
 
 @database_sync_to_async
@@ -107,7 +109,8 @@ class ListenConsumer(AsyncWebsocketConsumer):
         if self.offer_timer is not None:
             self.offer_timer.cancel()
         if self.peer is not None:
-            await self.channel_layer.group_discard(status_group(self.slug), self.channel_name)
+            for group in self.status_groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
             await self.peer.close()
 
     @staticmethod
@@ -153,7 +156,8 @@ class ListenConsumer(AsyncWebsocketConsumer):
             raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
         self.offer_timer.cancel()
         # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
-        config = profile.stream_config().limited_by(sdp.opus_receiver_limits(offer))
+        self.limits = sdp.opus_receiver_limits(offer)
+        config = self.config = profile.stream_config().limited_by(self.limits)
         track = runtime.hubs.subscribe(config)
         self.peer = ListenerPeer(profile.slug, address, track, runtime.peers, on_closed=self.peer_closed)
         logger.info("%r connecting from %s", self.peer, self.client_address())
@@ -164,12 +168,17 @@ class ListenConsumer(AsyncWebsocketConsumer):
             self.peer = None  # the listener may send a corrected offer
             raise SignalingError(rejected.code, rejected.message) from None
         await self.send(text_data=json.dumps({"type": "answer", "sdp": answer}))
-        await self.channel_layer.group_add(status_group(profile.slug), self.channel_name)
+        for group in self.status_groups():
+            await self.channel_layer.group_add(group, self.channel_name)
         state, text = self.peer.track.hub.status
         if state != "playing":
             await self.send_status(state, text)
 
     handlers = {"offer": handle_offer}
+
+    def status_groups(self):
+        """The stream's status for every process, and this worker's own (its relay's state)."""
+        return [status_group(self.slug), status_group(self.slug, get_runtime().worker_id)]
 
     async def peer_closed(self, code, message):
         """The peer closed itself (ICE timeout, failure): tell the listener and close the socket."""
@@ -181,6 +190,35 @@ class ListenConsumer(AsyncWebsocketConsumer):
         """A state change of this listener's stream (device lost or back, ...), from the channel layer."""
         if self.peer is not None:
             await self.send_status(event["state"], event["message"])
+
+    async def stream_changed(self, event):
+        """The operator saved this stream's profile: apply it to this listener within the second.
+
+        Same codec: move to the new settings' hub without renegotiating (the sound changes, the
+        connection stays). Another codec: ask the page to connect again with a new offer.
+        Access rules that now exclude this listener close it as forbidden."""
+        if self.peer is None or self.closing:
+            return
+        profile = await load_enabled_profile(self.slug)
+        if profile is None:
+            return  # disabled or deleted: stream_stopped says so
+        refusal = profile.refusal(self.scope.get("user"), self.query_key())
+        if refusal:
+            await self.fail(SignalingError("forbidden", refusal, CLOSE_FORBIDDEN))
+            return
+        config = profile.stream_config().limited_by(self.limits)
+        if config == self.config:
+            return
+        if config.codec != self.config.codec:
+            logger.info("%r: codec now %s; asking the listener to renegotiate", self.peer, config.codec)
+            self.closing = True
+            message = f"The stream changed to {sdp.ENCODING_NAMES[config.codec]}; reconnecting."
+            await self.send(text_data=json.dumps({"type": "renegotiate", "message": message}))
+            await self.close(code=CLOSE_RENEGOTIATE)
+            return
+        logger.info("%r: settings changed; switching to the new stream", self.peer)
+        self.config = config
+        self.peer.switch_track(get_runtime().hubs.subscribe(config))
 
     async def stream_stopped(self, event):
         """The operator switched this stream off or deleted it: say so and close as "profile gone"."""

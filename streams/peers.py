@@ -78,6 +78,11 @@ class ListenerPeer:
             answer = sdp.set_codec_fmtp(answer, sdp.ENCODING_NAMES[codec], fmtp)
         return sdp.set_audio_bandwidth(answer, bandwidth_kbps)
 
+    def switch_track(self, track):
+        """Play `track` from now on (the stream's settings changed; same codec): see ListenerTrack.handover."""
+        previous, self.track = self.track, track
+        previous.handover(track)
+
     async def _ice_timed_out(self):
         if self in self._registry and self.pc.connectionState != "connected":
             seconds = settings.RTC_ICE_TIMEOUT_SECONDS
@@ -95,7 +100,7 @@ class ListenerPeer:
         elif state == "closed" and self in self._registry:
             # Not closed by us: aiortc closed it because DTLS ended, which is what a listener that
             # stops answering ICE consent checks (or hangs up without a WebSocket close) leads to.
-            logger.info("%r: connection ended by the network (consent expired or the listener hung up); closing", self)
+            logger.info("%r: connection ended (the listener hung up, or stopped answering consent checks); closing", self)
             await self.close("connection-failed", "The audio connection ended: the listener stopped answering.")
 
     async def close(self, code=None, message=None):

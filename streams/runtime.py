@@ -6,42 +6,72 @@ runtime instead of one whose tasks belong to a closed loop.
 """
 import asyncio
 import logging
+import secrets
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from .audio import sources
-from .audio.broadcast import HubRegistry
+from .audio.broadcast import BroadcastHub, HubRegistry
 from .audio.capture import AudioCaptureManager
 from .loopwatch import LoopLagMonitor
 from .memory import release_free_memory
 
 logger = logging.getLogger(__name__)
 
+IDLE_RELEASE_SECONDS = 2
 
-def status_group(slug):
-    """The channel-layer group of a stream's listeners (control messages only, never audio)."""
-    return f"stream.{slug}"
+
+def status_group(slug, worker_id=None):
+    """The channel-layer group of a stream's listeners (control messages only, never audio);
+    with `worker_id`, only those connected to that worker process."""
+    return f"stream.{slug}" if worker_id is None else f"stream.{slug}.{worker_id}"
 
 
 class StreamRuntime:
     def __init__(self):
+        self.worker_id = secrets.token_hex(4)
         self.captures = AudioCaptureManager(settings.RTC_CAPTURE_LINGER_SECONDS)
-        self.hubs = HubRegistry(
-            settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce, settings.RTC_ENCODE_PER_LISTENER,
-            on_empty=release_free_memory,  # the last stream went idle: give churned memory back
-        )
+        self.hubs = HubRegistry(self.make_hub, on_empty=self._went_idle)
         self.peers = set()
         self.loop_lag = LoopLagMonitor(every_minute=release_free_memory)
         self._pending = set()
+        self.listener_counts = None
+        if settings.REDIS_URL:
+            from .relay.worker import ListenerCountReporter
+
+            self.listener_counts = ListenerCountReporter(settings.REDIS_URL, self.worker_id, self.peers)
+
+    def make_hub(self, config, on_idle):
+        if settings.REDIS_URL:  # multi-process mode: the media owner encodes, this worker relays
+            from .relay.worker import RelayHub
+
+            def announce_here(slug, state, message):
+                self.announce(slug, state, message, worker_id=self.worker_id)
+
+            return RelayHub(config, settings.RTC_LISTENER_QUEUE_PACKETS, settings.REDIS_URL, self.worker_id,
+                            announce_here, on_idle)
+        return BroadcastHub(config, settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce, on_idle,
+                            per_listener=settings.RTC_ENCODE_PER_LISTENER)
+
+    def _went_idle(self):
+        """The last stream stopped. Once its peers have finished closing, and if nobody came
+        back meanwhile, give the memory the listeners used back to the system."""
+        def release_if_still_idle():
+            if not self.peers and not self.hubs.hubs():
+                release_free_memory(collect_garbage=True)
+
+        asyncio.get_running_loop().call_later(IDLE_RELEASE_SECONDS, release_if_still_idle)
 
     def open_source(self, config, on_device_state):
         return sources.open_source(config, self.captures, on_device_state)
 
-    def announce(self, slug, state, message):
-        """Tell every listener of `slug` (in any process sharing the channel layer) about a state change."""
+    def announce(self, slug, state, message, worker_id=None):
+        """Tell every listener of `slug` (in any process sharing the channel layer), or only those
+        of one worker, about a state change."""
         event = {"type": "stream.status", "state": state, "message": message}
-        task = asyncio.get_running_loop().create_task(get_channel_layer().group_send(status_group(slug), event))
+        group = status_group(slug, worker_id)
+        task = asyncio.get_running_loop().create_task(get_channel_layer().group_send(group, event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -52,12 +82,19 @@ class StreamRuntime:
         self.hubs.stop_all()
         await self.captures.close()
         self.loop_lag.stop()
+        if self.listener_counts:
+            await self.listener_counts.close()
         if peers:
             logger.info("closed %d listener(s) on shutdown", len(peers))
 
 
 _runtime = None
 _runtime_loop = None
+
+
+def current_runtime():
+    """This process's runtime if it has one, from any thread (admin views read its counts)."""
+    return _runtime
 
 
 def get_runtime():

@@ -1,4 +1,4 @@
-"""Tell live listeners when an operator switches their stream off or deletes it."""
+"""Tell live listeners when an operator changes their stream, switches it off or deletes it."""
 import asyncio
 
 from asgiref.sync import async_to_sync
@@ -10,8 +10,7 @@ from .models import StreamProfile
 from .runtime import status_group
 
 
-def stop_listeners(slug):
-    event = {"type": "stream.stopped", "message": "The operator stopped this stream."}
+def tell_listeners(slug, event):
     group_send = get_channel_layer().group_send
     try:
         loop = asyncio.get_running_loop()  # saved from async code: send without blocking the loop
@@ -21,10 +20,16 @@ def stop_listeners(slug):
         loop.create_task(group_send(status_group(slug), event))
 
 
+def stop_listeners(slug):
+    tell_listeners(slug, {"type": "stream.stopped", "message": "The operator stopped this stream."})
+
+
 @receiver(post_save, sender=StreamProfile)
 def profile_saved(sender, instance, **kwargs):
     if not instance.enabled:
         stop_listeners(instance.slug)
+    else:  # each listener's consumer reloads the profile and applies what changed for it
+        tell_listeners(instance.slug, {"type": "stream.changed"})
 
 
 @receiver(post_delete, sender=StreamProfile)

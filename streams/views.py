@@ -54,9 +54,11 @@ async def status(request):
     hubs = [
         {
             "slug": hub.config.slug,
+            "mode": hub.mode,
             "codec": hub.config.codec,
             "channels": hub.config.channels,
             "bitrate": hub.config.opus_bitrate if hub.config.codec == "opus" else 64_000,
+            "measured_bitrate": hub.bitrate,
             "listeners": hub.listener_count,
             "packets_sent": hub.packets_sent,
             "late_frames": hub.late_frames,

@@ -3,7 +3,7 @@ import asyncio
 
 import av
 
-from streams.audio.broadcast import HubRegistry
+from streams.audio.broadcast import BroadcastHub, HubRegistry
 from streams.audio.config import StreamConfig
 from streams.audio.sources import SineSource
 
@@ -11,7 +11,13 @@ CONFIG = StreamConfig(slug="hub", source="sine", channels=2, codec="opus")
 
 
 def registry(max_packets=5):
-    return HubRegistry(max_packets, lambda config, on_state: SineSource(config.sine_frequencies), lambda *a: None)
+    def sine(config, on_device_state):
+        return SineSource(config.sine_frequencies)
+
+    def make_hub(config, on_idle):
+        return BroadcastHub(config, max_packets, sine, announce=lambda *a: None, on_idle=on_idle)
+
+    return HubRegistry(make_hub)
 
 
 def test_a_slow_listener_drops_its_oldest_packets_without_slowing_the_others():

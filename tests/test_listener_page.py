@@ -158,3 +158,30 @@ def test_the_page_fits_a_narrow_phone_without_sideways_scrolling(server, width):
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         box = page.locator("#listen").bounding_box()
         assert box["height"] >= 60 and box["width"] >= width - 40  # a big Listen button
+
+
+def test_a_codec_change_in_admin_makes_the_page_reconnect_by_itself_with_the_new_codec(tmp_path):
+    """Own server: saving through admin writes its change log (see tests/test_live_changes.py)."""
+    from django.contrib.auth import get_user_model
+
+    profile = make_profile("switcher", channels=1, audio_bitrate=64_000, sine_frequency=600)
+    get_user_model().objects.create_superuser("switcher-op", "", "operator-pw-1")
+    server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log").start()
+    try:
+        with chromium_page() as page:
+            start_listening(page, server, "switcher")
+            wait_for(lambda: page.inner_text('[data-stat="codec"]').startswith("opus"), 10, "opus in the readout")
+            admin = page.context.new_page()
+            admin.goto(server.url(f"/admin/login/?next=/admin/streams/streamprofile/{profile.pk}/change/"))
+            admin.fill("#id_username", "switcher-op")
+            admin.fill("#id_password", "operator-pw-1")
+            admin.click("input[type=submit]")
+            admin.select_option("#id_codec", "pcmu")
+            admin.click("input[name=_save]")
+            wait_for(lambda: page.inner_text('[data-stat="codec"]').lower().startswith("pcmu"), 15,
+                     "the page to play PCMU")
+            wait_for(lambda: hears(page, 0, 600), 10, "600 Hz again")
+            assert status_state(page) == "connected"
+            assert page.evaluate("window.rtcCaster.connection.attempts") == 2  # one reconnect, no click
+    finally:
+        server.stop()

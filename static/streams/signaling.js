@@ -8,6 +8,7 @@ const STABLE_AFTER_MS = 10000; // a connection this old resets the backoff
 const DISCONNECTED_GRACE_MS = 3000; // ICE "disconnected" for longer than this: start again
 const CLOSE_FORBIDDEN = 4403;
 const CLOSE_PROFILE_GONE = 4404;
+const CLOSE_RENEGOTIATE = 4426; // the stream's codec changed: connect again at once with a new offer
 
 function iceGatheringComplete(pc) {
   // The server does not trickle ICE: send the offer once all candidates are in it.
@@ -93,6 +94,8 @@ export class ListenerConnection {
       if (!["stream-stopped", "profile-not-found", "forbidden"].includes(message.code)) {
         this.onStatus("error", message.message);
       }
+    } else if (message.type === "renegotiate") {
+      this.onStatus("connecting", message.message);
     } else if (message.type === "status") {
       const playing = message.state === "playing" && this.pc && this.pc.connectionState === "connected";
       if (playing) this.onStatus("connected", "Connected: playing.");
@@ -132,6 +135,12 @@ export class ListenerConnection {
       this.teardown();
       this.onStatus(stopped ? "stopped" : "not-found",
         stopped ? "Stream stopped by the operator." : "Profile not found: this stream does not exist or is switched off.");
+      return;
+    }
+    if (event.code === CLOSE_RENEGOTIATE) {
+      this.clearTimers();
+      this.teardown();
+      this.connect();
       return;
     }
     this.retry(this.everOpened ? "The server closed the connection." : "Server unreachable.",

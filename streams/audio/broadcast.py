@@ -14,6 +14,7 @@ import logging
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .bitrate import BitrateMeter
 from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
 
@@ -22,7 +23,14 @@ logger = logging.getLogger(__name__)
 
 
 class ListenerTrack(MediaStreamTrack):
-    """One listener's view of a hub: a bounded queue of encoded packets, oldest dropped first."""
+    """One listener's view of a hub: a bounded queue of encoded packets, oldest dropped first.
+
+    When the operator changes the stream's settings (same codec), the listener moves to the
+    new settings' hub: after `handover(successor)` this track goes on with its own packets
+    until the successor has its first one, then delivers the successor's packets, re-stamped
+    to run on from its own last one. aiortc's sender keeps reading the track it started
+    with and sees one continuous stream, with no gap while the new hub starts.
+    """
 
     kind = "audio"
 
@@ -31,6 +39,11 @@ class ListenerTrack(MediaStreamTrack):
         self.hub = hub
         self._packets = collections.deque(maxlen=max_packets)
         self._waiter = None  # the future recv() waits on while the queue is empty
+        self._successor = None
+        self._predecessor = None
+        self._handed_over = False
+        self._pts_shift = None  # set on the first packet after a handover
+        self.last_pts = None
         self.dropped = 0
 
     def push(self, packet):
@@ -44,25 +57,58 @@ class ListenerTrack(MediaStreamTrack):
         # listener on every packet.
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        if self._predecessor is not None and not self._predecessor._handed_over:
+            self._predecessor._wake()  # it waits to switch to this track's first packet
 
     async def recv(self):
-        while not self._packets:
+        while True:
+            if self._successor is not None and (self._handed_over or self._successor._packets):
+                if not self._handed_over:
+                    self._handed_over = True
+                    self.hub.unsubscribe(self)
+                return await self._successor.recv()
+            if self._packets:
+                break
             if self.readyState != "live":
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        return self._packets.popleft()
+        packet = self._packets.popleft()
+        if self._predecessor is not None:
+            packet = self._continuing(packet)
+        self.last_pts = packet.pts
+        return packet
+
+    def _continuing(self, packet):
+        if self._pts_shift is None:
+            before = self._predecessor.last_pts
+            self._pts_shift = 0 if before is None else before + self.hub.frame_samples - packet.pts
+        shifted = av.Packet(bytes(packet))
+        shifted.pts = packet.pts + self._pts_shift
+        shifted.time_base = packet.time_base
+        return shifted
+
+    def handover(self, successor):
+        """Move to `successor`'s hub as soon as it has sound (see the class notes)."""
+        successor._predecessor = self
+        self._successor = successor
+        self._wake()
 
     def stop(self):
         if self.readyState == "live":
             super().stop()
             self._wake()
             self.hub.unsubscribe(self)
+            for neighbour in (self._successor, self._predecessor):  # the peer closed mid-handover
+                if neighbour is not None:
+                    neighbour.stop()
 
 
 class BroadcastHub:
     """Reads, encodes and fans out one stream. `open_source(config, on_device_state)` gives its
     source; `announce(slug, state, message)` tells the stream's listeners about a state change."""
+
+    mode = "encode"  # /status.json: this process reads the source and encodes
 
     def __init__(self, config, max_packets, open_source, announce, on_idle, per_listener=False):
         self.config = config
@@ -77,6 +123,7 @@ class BroadcastHub:
         self._source = None
         self._encoder = None
         self.packets_sent = 0
+        self.meter = BitrateMeter()
 
     @property
     def listener_count(self):
@@ -93,14 +140,19 @@ class BroadcastHub:
         return sum(track.dropped for track in self._tracks)
 
     def subscribe(self):
-        track = ListenerTrack(self, self._max_packets)
-        self._tracks.add(track)
+        return self.attach(ListenerTrack(self, self._max_packets))
+
+    def attach(self, sink):
+        """Add a receiver of every packet: anything with `push(packet)` and a `dropped` count.
+        A listener's track, or the media owner's publisher (streams/relay/owner.py)."""
+        self._tracks.add(sink)
         if self._task is None:
             self._source = self._open_source(self.config, self._device_state_changed)
             self._encoder = create_encoder(self.config)
             self._time_base = fractions.Fraction(1, self._encoder.clock_rate)
+            self.frame_samples = self._encoder.clock_rate * FRAME_SAMPLES // SAMPLE_RATE
             self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
-        return track
+        return sink
 
     def _device_state_changed(self, capture):
         state = {"capturing": "playing", "lost": "device-lost"}.get(capture.state)
@@ -147,6 +199,12 @@ class BroadcastHub:
             for track in self._tracks:
                 track.push(packet)
             self.packets_sent += 1
+            self.meter.add(len(encoded.payload))
+
+    @property
+    def bitrate(self):
+        """Bit/s the encoder produced over the last seconds (payload, as listeners receive it)."""
+        return self.meter.bits_per_second()
 
     def _send_raw_frame(self, pcm):
         """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""
@@ -162,23 +220,19 @@ class BroadcastHub:
 
 
 class HubRegistry:
-    """The hubs of one process, one per distinct StreamConfig. `on_empty()` runs when the last one goes."""
+    """The hubs of one process, one per distinct StreamConfig, made by `make_hub(config, on_idle)`:
+    a BroadcastHub (this process encodes) or a relay.worker.RelayHub (the media owner does).
+    `on_empty()` runs when the last hub goes."""
 
-    def __init__(self, max_packets, open_source, announce, per_listener=False, on_empty=None):
-        self._max_packets = max_packets
+    def __init__(self, make_hub, on_empty=None):
+        self._make_hub = make_hub
         self._on_empty = on_empty
-        self._per_listener = per_listener
-        self._open_source = open_source
-        self._announce = announce
         self._hubs = {}
 
     def subscribe(self, config):
         hub = self._hubs.get(config)
         if hub is None:
-            hub = BroadcastHub(
-                config, self._max_packets, self._open_source, self._announce, self._forget, self._per_listener
-            )
-            self._hubs[config] = hub
+            hub = self._hubs[config] = self._make_hub(config, self._forget)
         return hub.subscribe()
 
     def _forget(self, hub):

@@ -131,3 +131,8 @@ ENCODERS = {"opus": OpusEncoder, "pcmu": PcmuEncoder, "pcma": PcmaEncoder, "g722
 
 def create_encoder(config):
     return ENCODERS[config.codec](config)
+
+
+def rtp_clock_rate(codec):
+    """The RTP clock of a codec's timestamps (what an encoder's packets count in)."""
+    return ENCODERS[codec].clock_rate

@@ -4,7 +4,7 @@ import logging
 
 import ifaddr
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 logger = logging.getLogger("rtccaster_site.serve")
 
@@ -30,26 +30,32 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=None, help="address to listen on (default: RTC_HOST, 0.0.0.0)")
         parser.add_argument("--port", type=int, default=None, help="port (default: RTC_PORT, 8088)")
+        parser.add_argument("--fd", type=int, default=None,
+                            help="serve on this already-listening socket (a supervisor's shared socket; "
+                                 "--host/--port then only name it in the log)")
 
-    def handle(self, *args, host=None, port=None, **options):
+    def handle(self, *args, host=None, port=None, fd=None, **options):
         host = host or settings.RTC_HOST
         port = port or settings.RTC_PORT
-        from streams.memory import limit_arenas
-
-        limit_arenas(settings.RTC_MALLOC_ARENAS)  # before daphne's and aiortc's threads allocate
-        server = self.build_server(host, port)
+        server = self.build_server(host, port, fd)
         self.close_streams_on_shutdown()
         self.announce(host, port)
         server.run()
 
-    def build_server(self, host, port):
+    def build_server(self, host, port, fd=None):
         # daphne.server installs Twisted's asyncio reactor when imported: import it before the reactor.
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
         from rtccaster_site.asgi import application
 
-        if settings.RTC_TLS_CERT:
+        if fd is not None:
+            if settings.RTC_TLS_CERT:
+                raise CommandError("TLS on a shared socket is not supported: terminate HTTPS in the reverse proxy.")
+            if ":" in host:
+                raise CommandError("A shared socket must be IPv4 here (Twisted adopts it as AF_INET).")
+            endpoints = build_endpoint_description_strings(file_descriptor=fd)
+        elif settings.RTC_TLS_CERT:
             endpoints = [
                 f"ssl:port={port}:interface={endpoint_escape(host)}"
                 f":privateKey={endpoint_escape(settings.RTC_TLS_KEY)}:certKey={endpoint_escape(settings.RTC_TLS_CERT)}"

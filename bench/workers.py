@@ -1,0 +1,108 @@
+"""Multi-process mode: listeners per machine with 1 and 2 daphne workers behind one media owner.
+
+For each worker count it starts `manage.py media_owner` and the workers (`manage.py serve`
+with REDIS_URL, each on its own port: the kernel's spreading over a shared socket is not
+what is measured here), then for each N connects N real aiortc listeners (bench/swarm.py,
+50 per client process) spread evenly over the workers. Over the window it reads the CPU
+of every worker, of the owner and of redis-server from /proc, and the packets the clients
+counted. The owner's cost should not depend on N; each worker's should fall with more
+workers. On this 2-core machine the client processes share the cores with the server
+processes, which caps what can be shown.
+
+    .venv/bin/python bench/workers.py
+    .venv/bin/python bench/workers.py --workers 1,2 --steps 100,200,300
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from bench.listeners import PACKETS_PER_SECOND, machine_busy_seconds, prepare_database, proc_cpu_seconds  # noqa: E402
+from bench.transport import redis_pid  # noqa: E402
+from tests.rigs.daphne import DaphneServer  # noqa: E402
+from tests.rigs.owner import MediaOwnerProcess  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+def run_step(workers, owner, count, seconds, swarm_size):
+    swarms = []
+    for index, start in enumerate(range(0, count, swarm_size)):
+        worker = workers[index % len(workers)]
+        command = [sys.executable, str(PROJECT / "bench" / "swarm.py"), "--url", worker.ws_url("default"),
+                   "--count", str(min(swarm_size, count - start)), "--seconds", str(seconds)]
+        swarms.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       stderr=subprocess.DEVNULL))
+    connected = sum(json.loads(swarm.stdout.readline())["connected"] for swarm in swarms)
+    time.sleep(1.0)
+    pids = {"owner": owner.process.pid, "redis": redis_pid(),
+            **{f"worker{i + 1}": w.process.pid for i, w in enumerate(workers)}}
+    cpu_before = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
+    busy_before, wall = machine_busy_seconds(), time.monotonic()
+    for swarm in swarms:
+        swarm.stdin.write("go\n")
+        swarm.stdin.flush()
+    results = [json.loads(swarm.stdout.readline()) for swarm in swarms]
+    wall = time.monotonic() - wall
+    cpu = {name: (proc_cpu_seconds(pid) - cpu_before[name]) / wall for name, pid in pids.items()}
+    machine = (machine_busy_seconds() - busy_before) / wall
+    for swarm in swarms:
+        swarm.stdin.write("bye\n")
+        swarm.stdin.flush()
+    for swarm in swarms:
+        swarm.wait(60)
+    listeners = [s for r in results for s in r["listeners"]]
+    packets = sum(s["packets"] for s in listeners)
+    lost = sum(s["lost"] for s in listeners)
+    late = sum(s["late"] for s in listeners)
+    expected = len(listeners) * PACKETS_PER_SECOND * seconds
+    ok = connected == count and packets >= 0.995 * expected and (late + lost) < 0.005 * max(packets + lost, 1)
+    return {"workers": len(workers), "listeners": count, "connected": connected, "cpu": cpu, "machine_cpu": machine,
+            "received_ratio": packets / expected if expected else 0,
+            "late_or_lost_percent": 100 * (late + lost) / max(packets + lost, 1), "ok": ok}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--steps", default="50,100,200,300")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--swarm-size", type=int, default=50)
+    args = parser.parse_args()
+    print("command:", shlex.join([".venv/bin/python", "bench/workers.py", *sys.argv[1:]]))
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    env = {"REDIS_URL": REDIS_URL, "RTC_LOG_LEVEL": "WARNING", "RTC_MAX_LISTENERS_PER_ADDRESS": "0"}
+    with tempfile.TemporaryDirectory() as workdir:
+        db = prepare_database(workdir)
+        for worker_count in [int(n) for n in args.workers.split(",")]:
+            owner = MediaOwnerProcess(db, Path(workdir) / "owner.log", REDIS_URL, extra_env={"RTC_LOG_LEVEL": "INFO"})
+            owner.start()
+            workers = [DaphneServer(db, Path(workdir) / f"w{i}.log", extra_env=env).start() for i in range(worker_count)]
+            try:
+                for count in [int(n) for n in args.steps.split(",")]:
+                    row = run_step(workers, owner, count, args.seconds, args.swarm_size)
+                    cpu = row["cpu"]
+                    worker_cpu = " ".join(f"{name}={value:.2f}" for name, value in cpu.items() if name.startswith("worker"))
+                    print(f"workers={worker_count} N={count:>4} connected={row['connected']:>4}  {worker_cpu}  "
+                          f"owner={cpu['owner']:.3f}  redis={cpu['redis']:.3f}  machine={row['machine_cpu']:.2f}/"
+                          f"{os.cpu_count()}  received={100 * row['received_ratio']:.1f}%  "
+                          f"late+lost={row['late_or_lost_percent']:.2f}%  {'ok' if row['ok'] else 'FAILS'}", flush=True)
+                    if not row["ok"]:
+                        break
+                    time.sleep(2)
+            finally:
+                for process in (*workers, owner):
+                    process.stop()
+
+
+if __name__ == "__main__":
+    main()

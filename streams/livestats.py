@@ -1,0 +1,57 @@
+"""Live numbers per stream for admin and `manage.py stats`: listeners and encoder bitrate.
+
+Multi-process mode (REDIS_URL): listeners added up over every worker's report
+(`rtc:listeners:<worker>`), bitrates from the media owner (`rtc:stats:<stream>`).
+Single-process mode: this process's own hubs (admin runs in the server process).
+"""
+from django.conf import settings
+
+
+def collect():
+    """{slug: {"listeners": n, "variants": [{"codec", "channels", "bitrate"}, ...]}}"""
+    if settings.REDIS_URL:
+        return _from_redis(settings.REDIS_URL)
+    from .runtime import current_runtime
+
+    return from_hubs(current_runtime().hubs.hubs() if current_runtime() else [])
+
+
+def from_hubs(hubs):
+    stats = {}
+    for hub in hubs:
+        row = stats.setdefault(hub.config.slug, {"listeners": 0, "variants": []})
+        row["listeners"] += hub.listener_count
+        row["variants"].append({"codec": hub.config.codec, "channels": hub.config.channels, "bitrate": hub.bitrate})
+    return stats
+
+
+def _from_redis(url):
+    import redis
+
+    from .relay import wire
+
+    client = redis.Redis.from_url(url, socket_timeout=2, decode_responses=True)
+    stats = {}
+    try:
+        for key in client.scan_iter(match=wire.LISTENERS_PREFIX + "*", count=500):
+            for slug, count in client.hgetall(key).items():
+                stats.setdefault(slug, {"listeners": 0, "variants": []})["listeners"] += int(count)
+        for key in client.scan_iter(match=wire.STATS_PREFIX + "*", count=500):
+            variant = client.hgetall(key)
+            if "slug" in variant:
+                row = stats.setdefault(variant["slug"], {"listeners": 0, "variants": []})
+                row["variants"].append({"codec": variant["codec"], "channels": int(variant.get("channels", 0)),
+                                        "bitrate": int(variant["bitrate"])})
+    finally:
+        client.close()
+    return stats
+
+
+def describe(row):
+    """'3 listeners · opus 95.8 kb/s' for admin."""
+    if not row:
+        return "no listeners"
+    listeners = row["listeners"]
+    text = f"{listeners} listener{'s' if listeners != 1 else ''}"
+    rates = [f"{v['codec']} {v['bitrate'] / 1000:.1f} kb/s" for v in row["variants"]]
+    return text + (" · " + ", ".join(rates) if rates else "")

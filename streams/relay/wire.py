@@ -1,0 +1,101 @@
+"""What goes through Redis between the media owner and the workers, and under which names.
+
+Audio: one Redis pub/sub channel per stream variant (`rtc:audio:<key>`), one message per
+encoded packet, raw bytes:
+
+    version (1 byte) | stream key (8 bytes) | sequence (uint32) | pts (uint64) | payload
+
+The key is a digest of the StreamConfig, so every packet says which stream it belongs to;
+the sequence number lets a worker count gaps; pts is the owner's timestamp in the codec's
+clock (it restarts when the owner does, which is why workers re-stamp, see `restamp`).
+
+Demand: a worker that has listeners of a stream keeps `rtc:want:<key>:<worker>` alive (the
+config as JSON, a few seconds' TTL, renewed every second). The owner runs exactly the
+streams that some worker wants.
+"""
+import dataclasses
+import hashlib
+import json
+import struct
+
+from ..audio.config import StreamConfig
+
+VERSION = 1
+HEADER = struct.Struct("!B8sIQ")
+WANT_PREFIX = "rtc:want:"
+AUDIO_PREFIX = "rtc:audio:"
+STATS_PREFIX = "rtc:stats:"  # per stream variant, from the owner: slug, codec, bitrate, packets
+LISTENERS_PREFIX = "rtc:listeners:"  # per worker: {slug: listener count}
+OWNER_LOCK = "rtc:owner"
+
+
+class BadPacket(ValueError):
+    pass
+
+
+def stream_key(config):
+    """A short, stable name for a StreamConfig (hex of 8 digest bytes), the same in every process."""
+    return hashlib.blake2b(config_to_json(config).encode(), digest_size=8).hexdigest()
+
+
+def config_to_json(config):
+    return json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
+
+
+def config_from_json(text):
+    fields = json.loads(text)
+    fields["sine_frequencies"] = tuple(fields["sine_frequencies"])
+    return StreamConfig(**fields)
+
+
+def audio_channel(key):
+    return f"{AUDIO_PREFIX}{key}"
+
+
+def want_key(key, worker_id):
+    return f"{WANT_PREFIX}{key}:{worker_id}"
+
+
+def wanted_stream(want_key_name):
+    """The stream key in a worker's want key."""
+    return want_key_name[len(WANT_PREFIX):].split(":", 1)[0]
+
+
+def pack_packet(key, sequence, pts, payload):
+    return HEADER.pack(VERSION, bytes.fromhex(key), sequence & 0xFFFFFFFF, pts & 0xFFFFFFFFFFFFFFFF) + payload
+
+
+def unpack_packet(data):
+    """(key, sequence, pts, payload) of a packet; BadPacket if it is not one."""
+    if len(data) < HEADER.size:
+        raise BadPacket(f"{len(data)} bytes is shorter than the {HEADER.size}-byte header")
+    version, key, sequence, pts = HEADER.unpack_from(data)
+    if version != VERSION:
+        raise BadPacket(f"packet version {version}, expected {VERSION}")
+    return key.hex(), sequence, pts, data[HEADER.size:]
+
+
+def sequence_gap(previous, sequence):
+    """Packets missing between two sequence numbers (uint32, wrapping); 0 when consecutive.
+    None when `sequence` is not ahead of `previous` (a repeat, or the owner restarted)."""
+    step = (sequence - previous) & 0xFFFFFFFF
+    if step == 0 or step >= 1 << 31:
+        return None
+    return step - 1
+
+
+def restamp(last_local, last_remote, remote, elapsed_samples, frame_samples):
+    """The worker's own pts for a packet whose owner pts is `remote`.
+
+    Listeners' timestamps must run on without jumps back, whatever the owner does: while the
+    owner's pts advance normally (by up to a second), follow them; otherwise (the owner
+    restarted, or was gone for long) advance by the time that really passed, rounded to
+    whole frames and at least one frame.
+    """
+    if last_local is None:
+        return 0
+    step = remote - last_remote
+    if 0 < step <= 50 * frame_samples:
+        return last_local + step
+    frames = max(1, round(elapsed_samples / frame_samples))
+    return last_local + frames * frame_samples

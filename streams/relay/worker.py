@@ -1,0 +1,208 @@
+"""A daphne worker's side of multi-process mode: relay a stream from the media owner.
+
+A RelayHub stands where a BroadcastHub stands in single-process mode (HubRegistry makes
+one per StreamConfig) and looks the same to peers and /status.json, but it opens no
+source and encodes nothing. While it has listeners it
+- keeps this worker's demand for the stream alive in Redis (`rtc:want:<key>:<worker>`),
+- subscribes to the stream's packets (`rtc:audio:<key>`), counts sequence gaps,
+- re-stamps each packet on its own continuous clock (wire.restamp) and pushes the same
+  av.Packet to every listener's track, exactly as a BroadcastHub does,
+- says "source-lost" to its listeners when packets stop for a second (owner restarting,
+  Redis gone) and "playing" when they come back; the listeners stay connected.
+"""
+import asyncio
+import fractions
+import logging
+import time
+
+import av
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..audio.bitrate import BitrateMeter
+from ..audio.broadcast import ListenerTrack
+from ..audio.config import FRAME_MS
+from ..audio.encoders import rtp_clock_rate
+from . import wire
+
+logger = logging.getLogger(__name__)
+
+WANT_TTL_SECONDS = 5
+WANT_RENEW_SECONDS = 1.0
+SILENCE_SECONDS = 1.0  # no packet for this long: tell the listeners the source is gone
+SOURCE_LOST_MESSAGE = "The audio source is restarting; sound comes back by itself."
+
+
+class RelayHub:
+    mode = "relay"  # /status.json: packets come from the media owner
+
+    def __init__(self, config, max_packets, redis_url, worker_id, announce, on_idle):
+        self.config = config
+        self.key = wire.stream_key(config)
+        self._max_packets = max_packets
+        self._redis_url = redis_url
+        self._worker_id = worker_id
+        self._announce = announce
+        self._on_idle = on_idle
+        self._tracks = set()
+        self._tasks = []
+        self._redis = None
+        self.status = ("playing", "")
+        self.clock_rate = rtp_clock_rate(config.codec)
+        self.frame_samples = self.clock_rate * FRAME_MS // 1000
+        self._time_base = fractions.Fraction(1, self.clock_rate)
+        self.packets_sent = 0
+        self.packets_missed = 0  # sequence gaps seen in what the owner published
+        self.late_frames = 0  # (the owner paces the stream; a relay makes nothing late itself)
+        self.source_backlog_ms = None
+        self.meter = BitrateMeter()
+
+    @property
+    def bitrate(self):
+        """Bit/s of what the owner's encoder sends, as relayed here."""
+        return self.meter.bits_per_second()
+
+    @property
+    def listener_count(self):
+        return len(self._tracks)
+
+    @property
+    def dropped_packets(self):
+        return sum(track.dropped for track in self._tracks)
+
+    def subscribe(self):
+        track = ListenerTrack(self, self._max_packets)
+        self._tracks.add(track)
+        if not self._tasks:
+            self._redis = aioredis.from_url(self._redis_url)
+            self._tasks = [
+                asyncio.create_task(self._keep_wanting(), name=f"want:{self.config.slug}"),
+                asyncio.create_task(self._relay(), name=f"relay:{self.config.slug}"),
+            ]
+        return track
+
+    def unsubscribe(self, track):
+        self._tracks.discard(track)
+        if not self._tracks:
+            self._shut_down()
+
+    def stop(self):
+        for track in list(self._tracks):
+            track.stop()
+        self._shut_down()
+
+    def _shut_down(self):
+        if not self._tasks:
+            return
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        redis, self._redis = self._redis, None
+        asyncio.get_running_loop().create_task(self._withdraw(redis))
+        self._on_idle(self)
+
+    async def _withdraw(self, redis):
+        try:
+            await redis.delete(wire.want_key(self.key, self._worker_id))
+        except RedisError:
+            pass  # the key expires by itself
+        finally:
+            await redis.aclose()
+
+    async def _keep_wanting(self):
+        key, value = wire.want_key(self.key, self._worker_id), wire.config_to_json(self.config)
+        while True:
+            try:
+                await self._redis.set(key, value, ex=WANT_TTL_SECONDS)
+            except RedisError as error:
+                logger.warning("%s: cannot reach Redis to ask for the stream (%s); retrying", self.config.slug, error)
+            await asyncio.sleep(WANT_RENEW_SECONDS)
+
+    async def _relay(self):
+        last = None  # (owner sequence, owner pts, our pts, monotonic time) of the last packet
+        while True:
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(wire.audio_channel(self.key))
+                heard_at = time.monotonic()
+                while True:
+                    # None also comes for the (ignored) subscribe confirmation: go by the clock.
+                    message = await pubsub.get_message(timeout=SILENCE_SECONDS / 4)
+                    if message is not None:
+                        last = self._forward(message["data"], last)
+                        heard_at = time.monotonic()
+                    elif time.monotonic() - heard_at > SILENCE_SECONDS:
+                        self._set_status("source-lost", SOURCE_LOST_MESSAGE)
+            except RedisError as error:
+                self._set_status("source-lost", SOURCE_LOST_MESSAGE)
+                logger.warning("%s: lost Redis (%s); resubscribing", self.config.slug, error)
+                await asyncio.sleep(0.5)
+
+    def _forward(self, data, last):
+        try:
+            key, sequence, remote_pts, payload = wire.unpack_packet(data)
+        except wire.BadPacket as error:
+            logger.warning("%s: dropped a malformed packet (%s)", self.config.slug, error)
+            return last
+        if key != self.key:
+            return last
+        now = time.monotonic()
+        if last is None:
+            pts = 0
+        else:
+            last_sequence, last_remote, last_pts, last_time = last
+            gap = wire.sequence_gap(last_sequence, sequence)
+            if gap:
+                self.packets_missed += gap
+            elapsed = round((now - last_time) * self.clock_rate)
+            pts = wire.restamp(last_pts, last_remote, remote_pts, elapsed, self.frame_samples)
+        self._set_status("playing", "")
+        packet = av.Packet(payload)
+        packet.pts = pts
+        packet.time_base = self._time_base
+        for track in self._tracks:
+            track.push(packet)
+        self.packets_sent += 1
+        self.meter.add(len(payload))
+        return sequence, remote_pts, pts, now
+
+    def _set_status(self, state, message):
+        if (state, message) != self.status:
+            self.status = (state, message)
+            logger.info("%s: %s %s", self.config.slug, state, message)
+            self._announce(self.config.slug, state, message)
+
+
+class ListenerCountReporter:
+    """Keeps this worker's listener count per stream in Redis (`rtc:listeners:<worker>`, a
+    few seconds' TTL), so admin and `manage.py stats` can add up every worker's."""
+
+    def __init__(self, redis_url, worker_id, peers):
+        self._redis = aioredis.from_url(redis_url)
+        self._key = wire.LISTENERS_PREFIX + worker_id
+        self._peers = peers
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="listener-counts")
+
+    async def _run(self):
+        while True:
+            counts = {}
+            for peer in self._peers:
+                counts[peer.slug] = counts.get(peer.slug, 0) + 1
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(self._key)
+                    if counts:
+                        pipe.hset(self._key, mapping=counts)
+                        pipe.expire(self._key, WANT_TTL_SECONDS)
+                    await pipe.execute()
+            except RedisError as error:
+                logger.warning("cannot report listener counts to Redis (%s)", error)
+            await asyncio.sleep(WANT_RENEW_SECONDS)
+
+    async def close(self):
+        self._task.cancel()
+        try:
+            await self._redis.delete(self._key)
+        except RedisError:
+            pass
+        await self._redis.aclose()

@@ -1,0 +1,173 @@
+"""Multi-process mode with the real Redis: one media owner, two daphne workers (issue 8).
+
+Redis is the one on 127.0.0.1:6379 that the test set-up starts when nothing answers
+(scripts/ensure-redis.sh); these tests use database 13 of it.
+"""
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from aiortc.clock import current_ms
+from django.conf import settings
+
+from tests.helpers import make_profile, run
+from tests.listener import Listener, dominant_frequency
+from tests.rigs.daphne import DaphneServer
+from tests.rigs.owner import MediaOwnerProcess
+from tests.test_live_changes import (
+    assert_followed_within_2_s,
+    follow_a_bitrate_change,
+    operator,
+    stats_json,
+    while_listening,
+)
+from tests.test_broadcast_end_to_end import assert_same_packets
+from tests.waiting import until, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture(scope="module")
+def cluster(django_db_setup, tmp_path_factory):
+    """An owner and two workers sharing the test database and Redis."""
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).ping()  # fails (does not skip) when Redis is missing
+    directory = tmp_path_factory.mktemp("cluster")
+    db = settings.DATABASES["default"]["NAME"]
+    env = {"REDIS_URL": REDIS_URL}
+    owner = MediaOwnerProcess(db, directory / "owner.log", REDIS_URL).start()
+    workers = [DaphneServer(db, directory / f"worker-{i}.log", extra_env=env).start() for i in (1, 2)]
+    yield owner, workers
+    for process in (*workers, owner):
+        process.stop()
+
+
+def arrivals_gap(heard, since):
+    """Longest time between consecutive RTP packets arriving after `since` (ms, aiortc's clock)."""
+    times = [p[0] for p in heard.packets if p[0] >= since]
+    return max(np.diff(times)) if len(times) > 1 else None
+
+
+def tail_frequency(heard, seconds=0.5):
+    tail = heard.samples()[-int(seconds * heard.sample_rate):, 0]
+    return dominant_frequency(tail, heard.sample_rate)
+
+
+def test_listeners_on_two_workers_get_the_same_packets_from_the_one_owner(cluster):
+    owner, (first, second) = cluster
+    make_profile("everywhere", sine_frequency=440, sine_frequency_right=660)
+
+    async def scenario():
+        a = Listener(first.ws_url("everywhere"))
+        await a.connect()
+        await until(lambda: len(a.heard.packets) >= 25, 20, "packets on worker 1")
+        b = Listener(second.ws_url("everywhere"))
+        await b.connect()
+        await until(lambda: len(b.heard.packets) >= 100, 20, "packets on worker 2")
+        modes = [[(hub["slug"], hub["mode"]) for hub in worker.status()["hubs"]] for worker in (first, second)]
+        await asyncio.gather(a.listen_for(1.5), b.listen_for(1.5))
+        await asyncio.gather(a.close(), b.close())
+        return a.heard, b.heard, modes
+
+    a, b, modes = run(scenario())
+    assert modes == [[("everywhere", "relay")]] * 2  # the workers relay, they do not encode
+    assert_same_packets(a.packets, b.packets, at_least=90)
+    for heard in (a, b):
+        assert abs(tail_frequency(heard) - 440) <= 5
+    assert owner.log().count("starting everywhere") == 1  # encoded once, in the owner
+
+
+def test_a_worker_killed_leaves_the_other_workers_listeners_without_a_gap(cluster, tmp_path):
+    owner, (first, second) = cluster
+    make_profile("survivor", sine_frequency=523)
+    doomed = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "doomed.log",
+                          extra_env={"REDIS_URL": REDIS_URL}).start()
+    try:
+        async def scenario():
+            staying, leaving = Listener(first.ws_url("survivor")), Listener(doomed.ws_url("survivor"))
+            await asyncio.gather(staying.connect(), leaving.connect())
+            await asyncio.gather(staying.listen_for(1.0), leaving.listen_for(1.0))
+            killed_at = staying.heard.packets[-1][0]
+            doomed.kill()
+            count = len(staying.heard.packets)
+            await until(lambda: len(staying.heard.packets) >= count + 100, 10, "2 s more on the other worker")
+            await asyncio.gather(staying.close(), leaving.close(), return_exceptions=True)
+            return staying.heard, killed_at
+
+        heard, killed_at = run(scenario())
+    finally:
+        doomed.stop()
+    assert arrivals_gap(heard, killed_at) < 100
+    assert abs(tail_frequency(heard) - 523) <= 5
+
+
+def test_a_restarted_owner_brings_the_sound_back_within_5_s_without_reconnecting(cluster):
+    owner, (first, second) = cluster
+    make_profile("phoenix", sine_frequency=660)
+
+    async def scenario():
+        listeners = [Listener(first.ws_url("phoenix")), Listener(second.ws_url("phoenix"))]
+        await asyncio.gather(*(listener.connect() for listener in listeners))
+        await asyncio.gather(*(listener.listen_for(1.0) for listener in listeners))
+        owner.kill()
+        await until(lambda: all(any(m.get("state") == "source-lost" for m in listener.heard.messages)
+                                for listener in listeners), 10, "both workers to say the source is lost")
+        counts = [len(listener.heard.packets) for listener in listeners]
+        restarted_ms = current_ms()  # the clock of aiortc's arrival times
+        await asyncio.get_running_loop().run_in_executor(None, owner.start)
+        await until(lambda: all(len(listener.heard.packets) >= count + 50
+                                for listener, count in zip(listeners, counts)), 10, "sound again on both workers")
+        resumed_after = [(listener.heard.packets[count][0] - restarted_ms) / 1000
+                         for listener, count in zip(listeners, counts)]
+        await asyncio.gather(*(listener.listen_for(listener.heard.seconds() + 0.5) for listener in listeners))
+        await asyncio.gather(*(listener.close() for listener in listeners))
+        return [listener.heard for listener in listeners], resumed_after
+
+    heards, resumed_after = run(scenario(), timeout=120)
+    assert max(resumed_after) < 5, f"sound came back {resumed_after} s after the owner restarted"
+    for heard in heards:
+        states = [m["state"] for m in heard.messages if m["type"] == "status"]
+        assert states[-2:] == ["source-lost", "playing"], states
+        assert not [m for m in heard.messages if m["type"] == "error"]  # never told to reconnect
+        steps = np.diff([p[2] for p in heard.packets]) % (1 << 32)
+        assert steps.min() > 0 and steps.max() < 48_000 * 10  # RTP time never went back
+        assert abs(tail_frequency(heard) - 660) <= 5
+
+
+def test_a_bitrate_change_in_admin_reaches_listeners_on_both_workers_within_2_s(cluster, tmp_path):
+    owner, (first, second) = cluster
+    profile = make_profile("retune-everywhere", opus_cbr=True, audio_bitrate=96_000, sine_frequency=440)
+    # The operator uses a third worker (a fresh one: see tests/test_live_changes.py on content types).
+    third = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "third.log",
+                         extra_env={"REDIS_URL": REDIS_URL}).start()
+    try:
+        heards, saved_at = follow_a_bitrate_change(first.ws_url("retune-everywhere"), operator(third), profile,
+                                                  other_listen_url=second.ws_url("retune-everywhere"))
+    finally:
+        third.stop()
+    for heard in heards:
+        assert_followed_within_2_s(heard, saved_at)
+
+
+def test_admin_and_stats_add_up_listeners_over_both_workers(cluster):
+    owner, (first, second) = cluster
+    make_profile("headcount", opus_cbr=True, audio_bitrate=48_000)
+    admin = operator(second)
+
+    def look():
+        from tests.waiting import wait_for
+
+        # Workers report every second: wait for the report that counts all three.
+        stats = wait_for(lambda: (s := stats_json({"REDIS_URL": REDIS_URL})).get("headcount", {}).get("listeners") == 3
+                         and s, 5, "three listeners counted")
+        return stats, admin.page("/admin/streams/streamprofile/")
+
+    urls = [first.ws_url("headcount"), first.ws_url("headcount"), second.ws_url("headcount")]
+    stats, changelist = while_listening(urls, look)
+    [variant] = stats["headcount"]["variants"]
+    assert variant["bitrate"] == pytest.approx(48_000, rel=0.05)  # measured in the owner
+    assert "3 listeners · opus 4" in changelist
