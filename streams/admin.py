@@ -42,12 +42,17 @@ class StreamProfileAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         # Read once per page. Sync admin views run one at a time in one thread under ASGI.
-        self._live = livestats.collect()
+        try:
+            self._live = livestats.collect()
+        except livestats.Unavailable as error:
+            self._live = None
+            messages.warning(request, f"Live numbers are not available: {error}")
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Live now")
     def live(self, profile):
-        return livestats.describe(getattr(self, "_live", {}).get(profile.slug))
+        live = getattr(self, "_live", None)
+        return "unknown" if live is None else livestats.describe(live.get(profile.slug))
 
     @admin.display(description="Listen")
     def listen_link(self, profile):
@@ -61,7 +66,7 @@ class StreamProfileAdmin(admin.ModelAdmin):
             url = request.build_absolute_uri(profile.share_path())
             extra_context["share_url"] = url
             extra_context["share_qr"] = mark_safe(segno.make(url, error="m").svg_inline(scale=4))
-            extra_context["live_now"] = livestats.describe(livestats.collect().get(profile.slug))
+            extra_context["live_now"] = livestats.describe_all(profile.slug)
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Rotate the secret link key (old links stop working)")

@@ -187,9 +187,13 @@ class ListenConsumer(AsyncWebsocketConsumer):
             await self.fail(SignalingError(code, message, close_code))
 
     async def stream_status(self, event):
-        """A state change of this listener's stream (device lost or back, ...), from the channel layer."""
-        if self.peer is not None:
-            await self.send_status(event["state"], event["message"])
+        """A state change of this listener's stream (device lost or back, ...), from the channel layer.
+        A relay's news is about one variant of the stream: only its own listeners get it."""
+        if self.peer is None:
+            return
+        if event.get("stream") and event["stream"] != getattr(self.peer.track.hub, "key", None):
+            return
+        await self.send_status(event["state"], event["message"])
 
     async def stream_changed(self, event):
         """The operator saved this stream's profile: apply it to this listener within the second.
@@ -202,6 +206,8 @@ class ListenConsumer(AsyncWebsocketConsumer):
         profile = await load_enabled_profile(self.slug)
         if profile is None:
             return  # disabled or deleted: stream_stopped says so
+        if self.closing or self.peer is None or self.peer not in get_runtime().peers:
+            return  # the listener left while the profile loaded
         refusal = profile.refusal(self.scope.get("user"), self.query_key())
         if refusal:
             await self.fail(SignalingError("forbidden", refusal, CLOSE_FORBIDDEN))

@@ -7,8 +7,13 @@ Single-process mode: this process's own hubs (admin runs in the server process).
 from django.conf import settings
 
 
+class Unavailable(Exception):
+    """Redis does not answer: the numbers cannot be known now."""
+
+
 def collect():
-    """{slug: {"listeners": n, "variants": [{"codec", "channels", "bitrate"}, ...]}}"""
+    """{slug: {"listeners": n, "variants": [{"codec", "channels", "bitrate"}, ...]}};
+    Unavailable when Redis (multi-process mode) does not answer."""
     if settings.REDIS_URL:
         return _from_redis(settings.REDIS_URL)
     from .runtime import current_runtime
@@ -30,7 +35,7 @@ def _from_redis(url):
 
     from .relay import wire
 
-    client = redis.Redis.from_url(url, socket_timeout=2, decode_responses=True)
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
     stats = {}
     try:
         for key in client.scan_iter(match=wire.LISTENERS_PREFIX + "*", count=500):
@@ -42,9 +47,19 @@ def _from_redis(url):
                 row = stats.setdefault(variant["slug"], {"listeners": 0, "variants": []})
                 row["variants"].append({"codec": variant["codec"], "channels": int(variant.get("channels", 0)),
                                         "bitrate": int(variant["bitrate"])})
+    except redis.RedisError as error:
+        raise Unavailable(f"Redis at {url} does not answer ({error})") from None
     finally:
         client.close()
     return stats
+
+
+def describe_all(slug):
+    """The admin's one line for a profile, or why there is none."""
+    try:
+        return describe(collect().get(slug))
+    except Unavailable as error:
+        return f"unknown: {error}"
 
 
 def describe(row):

@@ -80,6 +80,9 @@ class ListenerPeer:
 
     def switch_track(self, track):
         """Play `track` from now on (the stream's settings changed; same codec): see ListenerTrack.handover."""
+        if self.track.readyState != "live":  # closed meanwhile: do not keep the new stream running
+            track.stop()
+            return
         previous, self.track = self.track, track
         previous.handover(track)
 

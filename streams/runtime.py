@@ -46,8 +46,8 @@ class StreamRuntime:
         if settings.REDIS_URL:  # multi-process mode: the media owner encodes, this worker relays
             from .relay.worker import RelayHub
 
-            def announce_here(slug, state, message):
-                self.announce(slug, state, message, worker_id=self.worker_id)
+            def announce_here(slug, state, message, stream_key):
+                self.announce(slug, state, message, worker_id=self.worker_id, stream_key=stream_key)
 
             return RelayHub(config, settings.RTC_LISTENER_QUEUE_PACKETS, settings.REDIS_URL, self.worker_id,
                             announce_here, on_idle)
@@ -66,10 +66,10 @@ class StreamRuntime:
     def open_source(self, config, on_device_state):
         return sources.open_source(config, self.captures, on_device_state)
 
-    def announce(self, slug, state, message, worker_id=None):
+    def announce(self, slug, state, message, worker_id=None, stream_key=None):
         """Tell every listener of `slug` (in any process sharing the channel layer), or only those
-        of one worker, about a state change."""
-        event = {"type": "stream.status", "state": state, "message": message}
+        of one worker, or of one stream variant (`stream_key`), about a state change."""
+        event = {"type": "stream.status", "state": state, "message": message, "stream": stream_key}
         group = status_group(slug, worker_id)
         task = asyncio.get_running_loop().create_task(get_channel_layer().group_send(group, event))
         self._pending.add(task)

@@ -81,7 +81,9 @@ class ListenerTrack(MediaStreamTrack):
 
     def _continuing(self, packet):
         if self._pts_shift is None:
-            before = self._predecessor.last_pts
+            before, track = None, self._predecessor
+            while before is None and track is not None:  # a predecessor may never have played
+                before, track = track.last_pts, track._predecessor
             self._pts_shift = 0 if before is None else before + self.hub.frame_samples - packet.pts
         shifted = av.Packet(bytes(packet))
         shifted.pts = packet.pts + self._pts_shift

@@ -13,7 +13,7 @@ import logging
 import time
 
 import redis.asyncio as aioredis
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
 from ..audio import sources
 from ..audio.broadcast import BroadcastHub
@@ -39,6 +39,7 @@ class PacketPublisher:
         self._ready = asyncio.Event()
         self.sequence = 0
         self.dropped = 0
+        self._failing = False
         self._task = asyncio.create_task(self._run(), name=f"publish:{key}")
 
     def push(self, packet):
@@ -56,8 +57,11 @@ class PacketPublisher:
                 data = self._queue.popleft()
                 try:
                     await self._redis.publish(self.channel, data)
+                    self._failing = False
                 except RedisError as error:
-                    logger.warning("publishing %s failed (%s)", self.key, error)
+                    if not self._failing:  # once per outage, not 50 times a second
+                        logger.warning("publishing %s failed (%s)", self.key, error)
+                    self._failing = True
 
     def stop(self):
         self._task.cancel()
@@ -76,7 +80,7 @@ class OwnedStream:
 
 class MediaOwner:
     def __init__(self, redis_url, announce, capture_linger_seconds=3, name="owner"):
-        self._redis = aioredis.from_url(redis_url)
+        self._redis = aioredis.from_url(redis_url, socket_timeout=LOCK_SECONDS, socket_connect_timeout=LOCK_SECONDS)
         self._announce = announce
         self.captures = AudioCaptureManager(capture_linger_seconds)
         self.name = name
@@ -88,16 +92,16 @@ class MediaOwner:
         try:
             while True:
                 try:
-                    if not await lock.acquire(blocking=False, token=self.name):
+                    if await lock.acquire(blocking=False, token=self.name):
+                        logger.info("%s: media owner now (lock %s)", self.name, wire.OWNER_LOCK)
+                        await self._serve(lock)
+                    else:
                         await asyncio.sleep(POLL_SECONDS)
-                        continue
-                    logger.info("%s: media owner now (lock %s)", self.name, wire.OWNER_LOCK)
-                    await self._serve(lock)
-                except (RedisError, LockError) as error:
-                    logger.warning("%s: lost Redis or the lock (%s); stopping streams and retrying", self.name, error)
-                    self._stop_all()
+                except RedisError as error:
+                    logger.warning("%s: cannot reach Redis (%s); retrying", self.name, error)
                     await asyncio.sleep(POLL_SECONDS)
         finally:
+            self._stop_all()  # before the lock goes: never two owners publishing at once
             await self._release(lock)
 
     async def _release(self, lock):
@@ -109,13 +113,27 @@ class MediaOwner:
             pass
 
     async def _serve(self, lock):
-        renew_at = time.monotonic() + 1
+        """Run the wanted streams while this process holds the lock. A Redis hiccup shorter than
+        the lock's TTL changes nothing (the streams play on); losing the lock stops them."""
+        renewed = time.monotonic()
         while True:
-            await self._follow_demand()
-            if time.monotonic() >= renew_at:
-                await lock.reacquire()  # raises LockNotOwnedError if another owner took it
-                await self._publish_stats()
-                renew_at += 1
+            try:
+                await self._follow_demand()
+                if time.monotonic() - renewed >= 1:
+                    await lock.reacquire()  # raises LockNotOwnedError if another owner took it
+                    renewed = time.monotonic()
+                    await self._publish_stats()
+            except LockNotOwnedError:
+                logger.warning("%s: another owner holds the lock now; stopping my streams", self.name)
+                self._stop_all()
+                return
+            except RedisError as error:
+                if time.monotonic() - renewed > LOCK_SECONDS:
+                    logger.warning("%s: Redis gone for over %d s (%s); the lock has expired, stopping",
+                                   self.name, LOCK_SECONDS, error)
+                    self._stop_all()
+                    return
+                logger.warning("%s: Redis error (%s); streams play on", self.name, error)
             await asyncio.sleep(POLL_SECONDS)
 
     async def wanted(self):
@@ -129,7 +147,7 @@ class MediaOwner:
                     continue
                 try:
                     wanted[key] = wire.config_from_json(value)
-                except (ValueError, TypeError) as error:
+                except (ValueError, TypeError, KeyError) as error:
                     logger.warning("ignoring a malformed stream request %s (%s)", name, error)
                     continue
             else:
@@ -144,7 +162,10 @@ class MediaOwner:
                 self.streams.pop(key).stop()
         for key, config in wanted.items():
             if key not in self.streams and config is not None:
-                self._start(key, config)
+                try:
+                    self._start(key, config)
+                except Exception:  # one bad request must not stop the owner and every other stream
+                    logger.exception("%s: cannot start %s (%s)", self.name, config.slug, key)
 
     def _start(self, key, config):
         logger.info("%s: starting %s (%s)", self.name, config.slug, key)

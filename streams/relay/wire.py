@@ -9,7 +9,7 @@ The key is a digest of the StreamConfig, so every packet says which stream it be
 the sequence number lets a worker count gaps; pts is the owner's timestamp in the codec's
 clock (it restarts when the owner does, which is why workers re-stamp, see `restamp`).
 
-Demand: a worker that has listeners of a stream keeps `rtc:want:<key>:<worker>` alive (the
+Demand: a worker that has listeners of a stream keeps `rtc:want:<key>:<worker>:<hub>` alive (the
 config as JSON, a few seconds' TTL, renewed every second). The owner runs exactly the
 streams that some worker wants.
 """
@@ -19,6 +19,7 @@ import json
 import struct
 
 from ..audio.config import StreamConfig
+from ..audio.encoders import ENCODERS as CODECS
 
 VERSION = 1
 HEADER = struct.Struct("!B8sIQ")
@@ -43,17 +44,25 @@ def config_to_json(config):
 
 
 def config_from_json(text):
+    """The StreamConfig in a want key; ValueError if it is not one."""
     fields = json.loads(text)
-    fields["sine_frequencies"] = tuple(fields["sine_frequencies"])
-    return StreamConfig(**fields)
+    try:
+        fields["sine_frequencies"] = tuple(fields["sine_frequencies"])
+        config = StreamConfig(**fields)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not a stream config: {error}") from None
+    if config.codec not in CODECS:
+        raise ValueError(f"unknown codec {config.codec!r}")
+    return config
 
 
 def audio_channel(key):
     return f"{AUDIO_PREFIX}{key}"
 
 
-def want_key(key, worker_id):
-    return f"{WANT_PREFIX}{key}:{worker_id}"
+def want_key(key, worker_id, hub_id):
+    """One per relay hub, so that a hub going away never deletes a newer hub's request."""
+    return f"{WANT_PREFIX}{key}:{worker_id}:{hub_id}"
 
 
 def wanted_stream(want_key_name):

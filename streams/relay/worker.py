@@ -13,6 +13,7 @@ source and encodes nothing. While it has listeners it
 import asyncio
 import fractions
 import logging
+import secrets
 import time
 
 import av
@@ -47,6 +48,8 @@ class RelayHub:
         self._tracks = set()
         self._tasks = []
         self._redis = None
+        self._want_key = wire.want_key(self.key, worker_id, secrets.token_hex(3))
+        self._withdrawing = set()
         self.status = ("playing", "")
         self.clock_rate = rtp_clock_rate(config.codec)
         self.frame_samples = self.clock_rate * FRAME_MS // 1000
@@ -74,7 +77,7 @@ class RelayHub:
         track = ListenerTrack(self, self._max_packets)
         self._tracks.add(track)
         if not self._tasks:
-            self._redis = aioredis.from_url(self._redis_url)
+            self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=5)
             self._tasks = [
                 asyncio.create_task(self._keep_wanting(), name=f"want:{self.config.slug}"),
                 asyncio.create_task(self._relay(), name=f"relay:{self.config.slug}"),
@@ -98,19 +101,21 @@ class RelayHub:
             task.cancel()
         self._tasks = []
         redis, self._redis = self._redis, None
-        asyncio.get_running_loop().create_task(self._withdraw(redis))
+        task = asyncio.get_running_loop().create_task(self._withdraw(redis))
+        self._withdrawing.add(task)
+        task.add_done_callback(self._withdrawing.discard)
         self._on_idle(self)
 
     async def _withdraw(self, redis):
         try:
-            await redis.delete(wire.want_key(self.key, self._worker_id))
+            await redis.delete(self._want_key)
         except RedisError:
             pass  # the key expires by itself
         finally:
             await redis.aclose()
 
     async def _keep_wanting(self):
-        key, value = wire.want_key(self.key, self._worker_id), wire.config_to_json(self.config)
+        key, value = self._want_key, wire.config_to_json(self.config)
         while True:
             try:
                 await self._redis.set(key, value, ex=WANT_TTL_SECONDS)
@@ -122,17 +127,17 @@ class RelayHub:
         last = None  # (owner sequence, owner pts, our pts, monotonic time) of the last packet
         while True:
             try:
-                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(wire.audio_channel(self.key))
-                heard_at = time.monotonic()
-                while True:
-                    # None also comes for the (ignored) subscribe confirmation: go by the clock.
-                    message = await pubsub.get_message(timeout=SILENCE_SECONDS / 4)
-                    if message is not None:
-                        last = self._forward(message["data"], last)
-                        heard_at = time.monotonic()
-                    elif time.monotonic() - heard_at > SILENCE_SECONDS:
-                        self._set_status("source-lost", SOURCE_LOST_MESSAGE)
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(wire.audio_channel(self.key))
+                    heard_at = time.monotonic()
+                    while True:
+                        # None also comes for the (ignored) subscribe confirmation: go by the clock.
+                        message = await pubsub.get_message(timeout=SILENCE_SECONDS / 4)
+                        if message is not None:
+                            last = self._forward(message["data"], last)
+                            heard_at = time.monotonic()
+                        elif time.monotonic() - heard_at > SILENCE_SECONDS:
+                            self._set_status("source-lost", SOURCE_LOST_MESSAGE)
             except RedisError as error:
                 self._set_status("source-lost", SOURCE_LOST_MESSAGE)
                 logger.warning("%s: lost Redis (%s); resubscribing", self.config.slug, error)
@@ -170,7 +175,7 @@ class RelayHub:
         if (state, message) != self.status:
             self.status = (state, message)
             logger.info("%s: %s %s", self.config.slug, state, message)
-            self._announce(self.config.slug, state, message)
+            self._announce(self.config.slug, state, message, self.key)
 
 
 class ListenerCountReporter:

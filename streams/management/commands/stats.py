@@ -33,7 +33,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="the local server's port (default: RTC_PORT)")
 
     def handle(self, *args, port=None, **options):
-        stats = livestats.collect() if settings.REDIS_URL else from_local_server(port or settings.RTC_PORT)
+        try:
+            stats = livestats.collect() if settings.REDIS_URL else from_local_server(port or settings.RTC_PORT)
+        except livestats.Unavailable as error:
+            raise CommandError(str(error)) from None
         if options["json"]:
             self.stdout.write(json.dumps(stats, indent=2, sort_keys=True))
             return
