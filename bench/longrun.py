@@ -38,8 +38,10 @@ def watch_loop_lag(minutes):
             status = server.status()
             lag = status["loop_lag_ms_last_minute"]
             minutes_seen.append(lag)
+            gc = status["gc_pauses_ms_last_minute"]
             print(f"  minute {len(minutes_seen):>2}: peers={status['peers']}  loop lag p50={lag['p50']} ms "
-                  f"p99={lag['p99']} ms max={lag['max']} ms ({lag['samples']} ticks)", flush=True)
+                  f"p99={lag['p99']} ms max={lag['max']} ms ({lag['samples']} ticks)  garbage collector: "
+                  f"{gc['count']} runs ({gc['full']} full), {gc['total']} ms, longest {gc['max']} ms", flush=True)
             next_read += REPORT_SECONDS
 
     return during, minutes_seen
@@ -65,7 +67,8 @@ def main():
             print_row(row)
         finally:
             server.stop()
-        logged = [line.strip() for line in log.read_text().splitlines() if "event loop lag" in line]
+        logged = [line.strip() for line in log.read_text().splitlines()
+                  if "event loop lag" in line or "garbage collector" in line]
     print(f"the server's own log, once a minute ({len(logged)} lines):")
     for line in logged:
         print("  " + line)

@@ -34,6 +34,17 @@ from tests.rigs.owner import MediaOwnerProcess  # noqa: E402
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
+def owner_late_frames():
+    """Frames the media owner's paced source produced late, summed over its streams (from Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        return sum(int(client.hget(key, "late_frames") or 0) for key in client.scan_iter(match="rtc:stats:*"))
+    finally:
+        client.close()
+
+
 def run_step(workers, owner, count, seconds, swarm_size):
     swarms = []
     for index, start in enumerate(range(0, count, swarm_size)):
@@ -48,6 +59,7 @@ def run_step(workers, owner, count, seconds, swarm_size):
             **{f"worker{i + 1}": w.process.pid for i, w in enumerate(workers)}}
     cpu_before = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
     busy_before, wall = machine_busy_seconds(), time.monotonic()
+    owner_late_before = owner_late_frames()
     for swarm in swarms:
         swarm.stdin.write("go\n")
         swarm.stdin.flush()
@@ -66,8 +78,12 @@ def run_step(workers, owner, count, seconds, swarm_size):
     late = sum(s["late"] for s in listeners)
     expected = len(listeners) * PACKETS_PER_SECOND * seconds
     ok = connected == count and packets >= 0.995 * expected and (late + lost) < 0.005 * max(packets + lost, 1)
+    statuses = [w.status() for w in workers]
+    lag = [(st["loop_lag_ms_last_minute"]["max"], st["gc_pauses_ms_last_minute"]) for st in statuses]
+    owner_late = owner_late_frames() - owner_late_before
     return {"workers": len(workers), "listeners": count, "connected": connected, "cpu": cpu, "machine_cpu": machine,
-            "received_ratio": packets / expected if expected else 0,
+            "received_ratio": packets / expected if expected else 0, "late": late, "lost": lost,
+            "worker_loop_lag_max_ms": lag, "owner_late_frames": owner_late,
             "late_or_lost_percent": 100 * (late + lost) / max(packets + lost, 1), "ok": ok}
 
 
@@ -95,7 +111,10 @@ def main():
                     print(f"workers={worker_count} N={count:>4} connected={row['connected']:>4}  {worker_cpu}  "
                           f"owner={cpu['owner']:.3f}  redis={cpu['redis']:.3f}  machine={row['machine_cpu']:.2f}/"
                           f"{os.cpu_count()}  received={100 * row['received_ratio']:.1f}%  "
-                          f"late+lost={row['late_or_lost_percent']:.2f}%  {'ok' if row['ok'] else 'FAILS'}", flush=True)
+                          f"late+lost={row['late_or_lost_percent']:.2f}% (late {row['late']}, lost {row['lost']})  "
+                          f"workers' (loop lag max, GC pause max) in the last minute {row['worker_loop_lag_max_ms']} ms  "
+                          f"frames the owner made late {row['owner_late_frames']}  "
+                          f"{'ok' if row['ok'] else 'FAILS'}", flush=True)
                     if not row["ok"]:
                         break
                     time.sleep(2)

@@ -80,5 +80,6 @@ async def status(request):
             "captures": captures,
             "capture_threads": threads,
             "loop_lag_ms_last_minute": runtime.loop_lag.last_minute,
+            "gc_pauses_ms_last_minute": runtime.loop_lag.gc_last_minute,
         }
     )

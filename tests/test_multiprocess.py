@@ -171,3 +171,28 @@ def test_admin_and_stats_add_up_listeners_over_both_workers(cluster):
     [variant] = stats["headcount"]["variants"]
     assert variant["bitrate"] == pytest.approx(48_000, rel=0.05)  # measured in the owner
     assert "3 listeners · opus 4" in changelist
+
+
+def test_disabling_a_profile_in_admin_stops_its_listeners_on_every_worker(cluster, tmp_path):
+    owner, (first, second) = cluster
+    profile = make_profile("last-call")
+    third = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "third.log",
+                         extra_env={"REDIS_URL": REDIS_URL}).start()
+    try:
+        admin = operator(third)
+
+        async def scenario():
+            listeners = [Listener(first.ws_url("last-call")), Listener(second.ws_url("last-call"))]
+            await asyncio.gather(*(listener.connect() for listener in listeners))
+            await until(lambda: all(len(listener.heard.packets) >= 25 for listener in listeners), 20, "packets")
+            await asyncio.get_running_loop().run_in_executor(None, lambda: admin.save_profile(profile, enabled=False))
+            await until(lambda: all(listener._ws.close_code is not None for listener in listeners), 5,
+                        "both workers to close their listeners")
+            await asyncio.gather(*(listener.close() for listener in listeners))
+            return [(listener._ws.close_code, listener.heard.messages) for listener in listeners]
+
+        for close_code, messages in run(scenario()):
+            assert close_code == 4404
+            assert [m["code"] for m in messages if m["type"] == "error"] == ["stream-stopped"]
+    finally:
+        third.stop()

@@ -180,7 +180,7 @@ class MediaOwner:
     async def _publish_stats(self):
         for key, stream in self.streams.items():
             stats = {"slug": stream.config.slug, "codec": stream.config.codec, "channels": stream.config.channels,
-                     "bitrate": stream.hub.bitrate,
+                     "bitrate": stream.hub.bitrate, "late_frames": stream.hub.late_frames,
                      "packets": stream.publisher.sequence, "dropped": stream.publisher.dropped}
             await self._redis.hset(wire.STATS_PREFIX + key, mapping=stats)
             await self._redis.expire(wire.STATS_PREFIX + key, STATS_TTL_SECONDS)

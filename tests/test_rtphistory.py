@@ -1,0 +1,15 @@
+"""aiortc keeps no packet history for our audio senders (see streams/rtphistory.py)."""
+import aiortc.rtcrtpsender
+from aiortc import RTCRtpSender
+
+from streams import rtphistory
+
+
+def test_installed_by_the_app():
+    assert aiortc.rtcrtpsender.RTP_HISTORY_SIZE == rtphistory.AUDIO_RTP_HISTORY == 1
+
+
+def test_audio_codecs_negotiate_no_nack_so_nothing_is_ever_retransmitted():
+    """The reason the history may go: no audio codec of aiortc offers NACK feedback."""
+    for codec in RTCRtpSender.getCapabilities("audio").codecs:
+        assert not [fb for fb in codec.rtcpFeedback if fb.type == "nack"], codec.mimeType
