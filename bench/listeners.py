@@ -61,24 +61,21 @@ def prepare_database(directory):
 
 
 def profile_server(pid, seconds, top=15):
-    """Sample the server with py-spy for `seconds`; print where its time goes by function:
-    self time (the innermost frame) and inclusive time (the function anywhere on the stack)."""
+    """Sample the server with py-spy for `seconds`; print where its time goes, by function
+    (self time: the innermost frame, C code below it counted to it)."""
     with tempfile.NamedTemporaryFile(suffix=".txt") as out:
         subprocess.run([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
                         "--format", "raw", "--output", out.name, "--nonblocking"],
                        check=True, capture_output=True)
-        own, inclusive, total = {}, {}, 0
+        own, total = {}, 0
         for line in Path(out.name).read_text().splitlines():
             stack, _, count = line.rpartition(" ")
-            functions = [function_of(frame) for frame in stack.split(";")] if stack else ["?"]
-            own[functions[-1]] = own.get(functions[-1], 0) + int(count)  # py-spy lists a stack outermost first
-            for function in set(functions):
-                inclusive[function] = inclusive.get(function, 0) + int(count)
+            function = function_of(stack.split(";")[-1]) if stack else "?"  # py-spy lists a stack outermost first
+            own[function] = own.get(function, 0) + int(count)
             total += int(count)
-    for title, counts in (("self time", own), ("inclusive time", inclusive)):
-        print(f"  where the server's time goes ({total} samples, {title}):")
-        for function, count in sorted(counts.items(), key=lambda item: -item[1])[:top]:
-            print(f"    {100 * count / total:5.1f} %  {function}")
+    print(f"  where the server's time goes ({total} samples, self time by function):")
+    for function, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        print(f"    {100 * count / total:5.1f} %  {function}")
 
 
 def function_of(frame):
