@@ -83,40 +83,32 @@ def test_a_bitrate_change_in_admin_reaches_a_live_listener_within_2_s_without_re
     assert_followed_within_2_s(heard, saved_at)
 
 
-def test_a_codec_change_asks_the_listener_to_renegotiate(fresh_server):
-    server = fresh_server
-    profile = make_profile("recodec", channels=1, audio_bitrate=64_000)
+def change_while_listening_until_closed(server, slug, profile, **changes):
+    """Listen, save `changes` in admin, wait for the server to close the socket; (close code, messages)."""
     admin = operator(server)
 
     async def scenario():
-        listener = Listener(server.ws_url("recodec"))
+        listener = Listener(server.ws_url(slug))
         await listener.connect()
         await until(lambda: len(listener.heard.packets) >= 25, 20, "packets")
-        await asyncio.get_running_loop().run_in_executor(None, lambda: admin.save_profile(profile, codec="pcmu"))
+        await asyncio.get_running_loop().run_in_executor(None, lambda: admin.save_profile(profile, **changes))
         await until(lambda: listener._ws.close_code is not None, 5, "the server to close the socket")
         await listener.close()
-        return listener.heard.messages, listener._ws.close_code
+        return listener._ws.close_code, listener.heard.messages
 
-    messages, close_code = run(scenario())
+    return run(scenario())
+
+
+def test_a_codec_change_asks_the_listener_to_renegotiate(fresh_server):
+    profile = make_profile("recodec", channels=1, audio_bitrate=64_000)
+    close_code, messages = change_while_listening_until_closed(fresh_server, "recodec", profile, codec="pcmu")
     assert close_code == 4426
     assert {"type": "renegotiate", "message": "The stream changed to PCMU; reconnecting."} in messages
 
 
 def test_changing_access_to_logged_in_closes_anonymous_listeners_as_forbidden(fresh_server):
-    server = fresh_server
     profile = make_profile("closing-doors")
-    admin = operator(server)
-
-    async def scenario():
-        listener = Listener(server.ws_url("closing-doors"))
-        await listener.connect()
-        await until(lambda: len(listener.heard.packets) >= 25, 20, "packets")
-        await asyncio.get_running_loop().run_in_executor(None, lambda: admin.save_profile(profile, access="login"))
-        await until(lambda: listener._ws.close_code is not None, 5, "the server to close the socket")
-        await listener.close()
-        return listener.heard.messages, listener._ws.close_code
-
-    messages, close_code = run(scenario())
+    close_code, messages = change_while_listening_until_closed(fresh_server, "closing-doors", profile, access="login")
     assert close_code == 4403
     assert [m["code"] for m in messages if m["type"] == "error"] == ["forbidden"]
 

@@ -106,24 +106,21 @@ class ListenerTrack(MediaStreamTrack):
                     neighbour.stop()
 
 
-class BroadcastHub:
-    """Reads, encodes and fans out one stream. `open_source(config, on_device_state)` gives its
-    source; `announce(slug, state, message)` tells the stream's listeners about a state change."""
+class Hub:
+    """What every hub shares: the tracks of its listeners, to which it pushes the same packets.
 
-    mode = "encode"  # /status.json: this process reads the source and encodes
+    The first listener starts the hub's work (`_start`), the last one leaving ends it
+    (`_stop_work`) and tells the registry (`on_idle`). BroadcastHub reads and encodes here;
+    relay.worker.RelayHub receives what the media owner encoded.
+    """
 
-    def __init__(self, config, max_packets, open_source, announce, on_idle, per_listener=False):
+    def __init__(self, config, max_packets, on_idle):
         self.config = config
-        self._per_listener = per_listener
         self._max_packets = max_packets
-        self._open_source = open_source
-        self._announce = announce
         self._on_idle = on_idle
-        self.status = ("playing", "")
         self._tracks = set()
-        self._task = None
-        self._source = None
-        self._encoder = None
+        self._running = False
+        self.status = ("playing", "")
         self.packets_sent = 0
         self.meter = BitrateMeter()
 
@@ -132,14 +129,14 @@ class BroadcastHub:
         return len(self._tracks)
 
     @property
-    def source_backlog_ms(self):
-        """Audio waiting between capture and encoder (device sources), smoothed; None for generated sources."""
-        return getattr(self._source, "backlog_ms", None)
-
-    @property
     def dropped_packets(self):
         """Packets dropped from the queues of listeners still connected (too slow to take them)."""
         return sum(track.dropped for track in self._tracks)
+
+    @property
+    def bitrate(self):
+        """Bit/s of the encoded stream over the last seconds (payload, as listeners receive it)."""
+        return self.meter.bits_per_second()
 
     def subscribe(self):
         return self.attach(ListenerTrack(self, self._max_packets))
@@ -148,19 +145,10 @@ class BroadcastHub:
         """Add a receiver of every packet: anything with `push(packet)` and a `dropped` count.
         A listener's track, or the media owner's publisher (streams/relay/owner.py)."""
         self._tracks.add(sink)
-        if self._task is None:
-            self._source = self._open_source(self.config, self._device_state_changed)
-            self._encoder = create_encoder(self.config)
-            self._time_base = fractions.Fraction(1, self._encoder.clock_rate)
-            self.frame_samples = self._encoder.clock_rate * FRAME_SAMPLES // SAMPLE_RATE
-            self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
+        if not self._running:
+            self._running = True
+            self._start()
         return sink
-
-    def _device_state_changed(self, capture):
-        state = {"capturing": "playing", "lost": "device-lost"}.get(capture.state)
-        if state is not None and (state, capture.message) != self.status:
-            self.status = (state, capture.message)
-            self._announce(self.config.slug, state, capture.message)
 
     def unsubscribe(self, track):
         self._tracks.discard(track)
@@ -174,12 +162,62 @@ class BroadcastHub:
         self._shut_down()
 
     def _shut_down(self):
-        if self._task is None:
+        if not self._running:
             return
+        self._running = False
+        self._stop_work()
+        self._on_idle(self)
+
+    def _push(self, packet, payload_bytes):
+        for track in self._tracks:
+            track.push(packet)
+        self.packets_sent += 1
+        self.meter.add(payload_bytes)
+
+    def _start(self):
+        raise NotImplementedError
+
+    def _stop_work(self):
+        raise NotImplementedError
+
+
+class BroadcastHub(Hub):
+    """Reads, encodes and fans out one stream. `open_source(config, on_device_state)` gives its
+    source; `announce(slug, state, message)` tells the stream's listeners about a state change."""
+
+    mode = "encode"  # /status.json: this process reads the source and encodes
+
+    def __init__(self, config, max_packets, open_source, announce, on_idle, per_listener=False):
+        super().__init__(config, max_packets, on_idle)
+        self._per_listener = per_listener
+        self._open_source = open_source
+        self._announce = announce
+        self._task = None
+        self._source = None
+        self._encoder = None
+
+    @property
+    def source_backlog_ms(self):
+        """Audio waiting between capture and encoder (device sources), smoothed; None for generated sources."""
+        return getattr(self._source, "backlog_ms", None)
+
+    def _start(self):
+        self._source = self._open_source(self.config, self._device_state_changed)
+        self._encoder = create_encoder(self.config)
+        self._time_base = fractions.Fraction(1, self._encoder.clock_rate)
+        self.frame_samples = self._encoder.clock_rate * FRAME_SAMPLES // SAMPLE_RATE
+        self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
+
+    def _stop_work(self):
         self._task.cancel()
         self._task = None
         self._source.close()
-        self._on_idle(self)
+
+    def _device_state_changed(self, capture):
+        state = {"capturing": "playing", "lost": "device-lost"}.get(capture.state)
+        if state is not None and (state, capture.message) != self.status:
+            self.status = (state, capture.message)
+            self._announce(self.config.slug, state, capture.message)
 
     async def _run(self):
         send = self._send_raw_frame if self._per_listener else self._send_encoded
@@ -198,15 +236,7 @@ class BroadcastHub:
             packet = av.Packet(encoded.payload)
             packet.pts = encoded.timestamp
             packet.time_base = self._time_base
-            for track in self._tracks:
-                track.push(packet)
-            self.packets_sent += 1
-            self.meter.add(len(encoded.payload))
-
-    @property
-    def bitrate(self):
-        """Bit/s the encoder produced over the last seconds (payload, as listeners receive it)."""
-        return self.meter.bits_per_second()
+            self._push(packet, len(encoded.payload))
 
     def _send_raw_frame(self, pcm):
         """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""
@@ -216,9 +246,7 @@ class BroadcastHub:
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self.packets_sent * FRAME_SAMPLES
         frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        for track in self._tracks:
-            track.push(frame)
-        self.packets_sent += 1
+        self._push(frame, 0)
 
 
 class HubRegistry:

@@ -20,8 +20,7 @@ import av
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..audio.bitrate import BitrateMeter
-from ..audio.broadcast import ListenerTrack
+from ..audio.broadcast import Hub
 from ..audio.config import FRAME_MS
 from ..audio.encoders import rtp_clock_rate
 from . import wire
@@ -34,69 +33,33 @@ SILENCE_SECONDS = 1.0  # no packet for this long: tell the listeners the source 
 SOURCE_LOST_MESSAGE = "The audio source is restarting; sound comes back by itself."
 
 
-class RelayHub:
+class RelayHub(Hub):
     mode = "relay"  # /status.json: packets come from the media owner
 
     def __init__(self, config, max_packets, redis_url, worker_id, announce, on_idle):
-        self.config = config
+        super().__init__(config, max_packets, on_idle)
         self.key = wire.stream_key(config)
-        self._max_packets = max_packets
         self._redis_url = redis_url
-        self._worker_id = worker_id
         self._announce = announce
-        self._on_idle = on_idle
-        self._tracks = set()
         self._tasks = []
         self._redis = None
         self._want_key = wire.want_key(self.key, worker_id, secrets.token_hex(3))
         self._withdrawing = set()
-        self.status = ("playing", "")
         self.clock_rate = rtp_clock_rate(config.codec)
         self.frame_samples = self.clock_rate * FRAME_MS // 1000
         self._time_base = fractions.Fraction(1, self.clock_rate)
-        self.packets_sent = 0
         self.packets_missed = 0  # sequence gaps seen in what the owner published
         self.late_frames = 0  # (the owner paces the stream; a relay makes nothing late itself)
         self.source_backlog_ms = None
-        self.meter = BitrateMeter()
 
-    @property
-    def bitrate(self):
-        """Bit/s of what the owner's encoder sends, as relayed here."""
-        return self.meter.bits_per_second()
+    def _start(self):
+        self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=5)
+        self._tasks = [
+            asyncio.create_task(self._keep_wanting(), name=f"want:{self.config.slug}"),
+            asyncio.create_task(self._relay(), name=f"relay:{self.config.slug}"),
+        ]
 
-    @property
-    def listener_count(self):
-        return len(self._tracks)
-
-    @property
-    def dropped_packets(self):
-        return sum(track.dropped for track in self._tracks)
-
-    def subscribe(self):
-        track = ListenerTrack(self, self._max_packets)
-        self._tracks.add(track)
-        if not self._tasks:
-            self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=5)
-            self._tasks = [
-                asyncio.create_task(self._keep_wanting(), name=f"want:{self.config.slug}"),
-                asyncio.create_task(self._relay(), name=f"relay:{self.config.slug}"),
-            ]
-        return track
-
-    def unsubscribe(self, track):
-        self._tracks.discard(track)
-        if not self._tracks:
-            self._shut_down()
-
-    def stop(self):
-        for track in list(self._tracks):
-            track.stop()
-        self._shut_down()
-
-    def _shut_down(self):
-        if not self._tasks:
-            return
+    def _stop_work(self):
         for task in self._tasks:
             task.cancel()
         self._tasks = []
@@ -104,7 +67,6 @@ class RelayHub:
         task = asyncio.get_running_loop().create_task(self._withdraw(redis))
         self._withdrawing.add(task)
         task.add_done_callback(self._withdrawing.discard)
-        self._on_idle(self)
 
     async def _withdraw(self, redis):
         try:
@@ -165,10 +127,7 @@ class RelayHub:
         packet = av.Packet(payload)
         packet.pts = pts
         packet.time_base = self._time_base
-        for track in self._tracks:
-            track.push(packet)
-        self.packets_sent += 1
-        self.meter.add(len(payload))
+        self._push(packet, len(payload))
         return sequence, remote_pts, pts, now
 
     def _set_status(self, state, message):

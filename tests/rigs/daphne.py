@@ -1,13 +1,13 @@
 """A real RTC Caster server for tests: `manage.py serve` in a subprocess on 127.0.0.1."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
+from tests.rigs.process import ServerProcess
 from tests.waiting import wait_for
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -19,10 +19,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-class DaphneServer:
+class DaphneServer(ServerProcess):
     def __init__(self, db_path, log_path, port=None, extra_env=None):
+        super().__init__(log_path)
         self.port = port or free_port()
-        self.log_path = Path(log_path)
         self.env = {
             **os.environ,
             "RTC_DB_PATH": str(db_path),
@@ -31,7 +31,6 @@ class DaphneServer:
             "RTC_ALLOWED_HOSTS": "127.0.0.1,localhost",
             **(extra_env or {}),
         }
-        self.process = None
         self.tls = bool(self.env.get("RTC_TLS_CERT"))
 
     def start(self, timeout=30):
@@ -48,19 +47,6 @@ class DaphneServer:
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
-    def stop(self, timeout=10):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self):
-        self.process.kill()
-        self.process.wait()
-
     def url(self, path="/"):
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
@@ -71,5 +57,3 @@ class DaphneServer:
         with urllib.request.urlopen(self.url("/status.json"), timeout=5, context=ssl_context) as response:
             return json.load(response)
 
-    def log(self):
-        return self.log_path.read_text() if self.log_path.exists() else ""

@@ -1,21 +1,20 @@
 """The media owner of multi-process mode for tests: `manage.py media_owner` in a subprocess."""
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.rigs.process import ServerProcess
 from tests.waiting import wait_for
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-class MediaOwnerProcess:
+class MediaOwnerProcess(ServerProcess):
     def __init__(self, db_path, log_path, redis_url, extra_env=None):
-        self.log_path = Path(log_path)
+        super().__init__(log_path)
         self.env = {**os.environ, "RTC_DB_PATH": str(db_path), "RTC_LOG_FILE": str(self.log_path),
                     "REDIS_URL": redis_url, **(extra_env or {})}
-        self.process = None
 
     def start(self, timeout=30):
         """Start it and wait until it holds the owner lock."""
@@ -30,19 +29,3 @@ class MediaOwnerProcess:
         if self.process.poll() is not None:
             raise RuntimeError(f"media_owner exited with {self.process.returncode}; see {self.log_path}")
         return True
-
-    def stop(self, timeout=10):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self):
-        self.process.kill()
-        self.process.wait()
-
-    def log(self):
-        return self.log_path.read_text() if self.log_path.exists() else ""
