@@ -1,0 +1,62 @@
+"""Multi-process mode with a real device: the media owner captures the PulseAudio rig's
+null-sink monitor, a worker relays it; the device's loss and return reach the worker's
+listener from the owner through the Channels layer on Redis (database 14)."""
+import asyncio
+
+import pytest
+from django.conf import settings
+
+from tests.helpers import run
+from tests.listener import Listener
+from tests.rigs.daphne import DaphneServer
+from tests.rigs.owner import MediaOwnerProcess
+from tests.test_capture_end_to_end import device_profile, hears, latest, rms, tone  # noqa: F401 (tone: a fixture)
+from tests.waiting import until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@pytest.fixture(scope="module")
+def owner_and_worker(pulse, django_db_setup, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("capture-cluster")
+    db = settings.DATABASES["default"]["NAME"]
+    env = {**pulse.env, "RTC_CAPTURE_LINGER_SECONDS": "1"}
+    owner = MediaOwnerProcess(db, directory / "owner.log", REDIS_URL, extra_env=env).start()
+    worker = DaphneServer(db, directory / "worker.log", extra_env={"REDIS_URL": REDIS_URL}).start()
+    yield owner, worker
+    worker.stop()
+    owner.stop()
+
+
+def test_the_owner_captures_the_device_and_its_loss_reaches_a_workers_listener(owner_and_worker, pulse, tone):
+    owner, worker = owner_and_worker
+    device_profile("desk", opus_dtx=False)
+    tone(1000)
+
+    async def scenario():
+        listener = Listener(worker.ws_url("desk"))
+        await listener.connect()
+        try:
+            await until(lambda: hears(listener, 1000), 15, "the tone through owner and worker")
+            worker_status = await asyncio.to_thread(worker.status)
+            tone(2000)
+            await until(lambda: hears(listener, 2000), 5, "the new tone")
+            await asyncio.to_thread(pulse.unload_null_sink, "virt")
+            statuses = lambda: [m for m in listener.heard.messages if m["type"] == "status"]  # noqa: E731
+            await until(lambda: any(m["state"] == "device-lost" for m in statuses()), 5, "device-lost from the owner")
+            await asyncio.to_thread(pulse.load_null_sink, "virt")
+            tone(1000)
+            await until(lambda: hears(listener, 1000), 5, "the tone to return")
+            return statuses(), listener.pc.connectionState, worker_status
+        finally:
+            await listener.close()
+
+    statuses, connection, worker_status = run(scenario())
+    assert connection == "connected"
+    states = [m["state"] for m in statuses]
+    assert "device-lost" in states and states[-1] == "playing", states
+    assert worker_status["captures"] == [] and worker_status["capture_threads"] == []  # the worker opens no device
+    assert [hub["mode"] for hub in worker_status["hubs"]] == ["relay"]
+    assert "starting desk" in owner.log()
