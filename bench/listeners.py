@@ -24,9 +24,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from bench.swarm import Swarms  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402
-
-PACKETS_PER_SECOND = 50
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -86,53 +85,35 @@ def function_of(frame):
 
 def run_step(server, count, seconds, swarm_size, profile=False, during=None):
     """N listeners for `seconds`; `during(server, seconds)`, if given, runs while they listen."""
-    swarms = []
-    for start in range(0, count, swarm_size):
-        n = min(swarm_size, count - start)
-        command = [sys.executable, str(PROJECT / "bench" / "swarm.py"), "--url", server.ws_url("default"),
-                   "--count", str(n), "--seconds", str(seconds)]
-        swarms.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       stderr=subprocess.DEVNULL))
     pid = server.process.pid
     before = proc_status(pid)
-    connected = [json.loads(swarm.stdout.readline()) for swarm in swarms]
+    swarms = Swarms([server.ws_url("default")], count, seconds, swarm_size)
     time.sleep(1.0)  # let every listener's first packets and RTCP settle before measuring
     late_start, dropped_start, sent_start = server_hub_counters(server)
-    client_start = sum(proc_cpu_seconds(swarm.pid) for swarm in swarms)
+    client_start = sum(proc_cpu_seconds(p) for p in swarms.pids)
     busy_start = machine_busy_seconds()
     cpu_start, wall_start = proc_cpu_seconds(pid), time.monotonic()
-    for swarm in swarms:
-        swarm.stdin.write("go\n")
-        swarm.stdin.flush()
+    swarms.go()
     if profile:
         profile_server(pid, seconds - 1)
     if during:
         during(server, seconds)
-    results = [json.loads(swarm.stdout.readline()) for swarm in swarms]
+    totals = swarms.results()
     cpu = proc_cpu_seconds(pid) - cpu_start
     wall = time.monotonic() - wall_start
-    clients_cpu = sum(proc_cpu_seconds(swarm.pid) for swarm in swarms) - client_start
+    clients_cpu = sum(proc_cpu_seconds(p) for p in swarms.pids) - client_start
     machine_busy = machine_busy_seconds() - busy_start
     late_end, dropped_end, sent_end = server_hub_counters(server)
     during = proc_status(pid)
-    for swarm in swarms:
-        swarm.stdin.write("bye\n")
-        swarm.stdin.flush()
-    for swarm in swarms:
-        swarm.wait(60)
-    listeners = [stats for result in results for stats in result["listeners"]]
-    packets = sum(s["packets"] for s in listeners)
-    expected = len(listeners) * PACKETS_PER_SECOND * seconds
-    lost = sum(s["lost"] for s in listeners)
-    late = sum(s["late"] for s in listeners)
+    swarms.close()
+    packets = totals["packets"]
     return {
         "listeners": count,
-        "connected": sum(c["connected"] for c in connected),
+        "connected": swarms.connected,
         "cpu_per_second": cpu / wall,
         "cpu_us_per_listener_packet": 1e6 * cpu / packets if packets else None,
-        "packets_per_listener_per_second": packets / len(listeners) / seconds if listeners else 0,
-        "received_ratio": packets / expected if expected else 0,
-        "late_or_lost_percent": 100 * (late + lost) / max(packets + lost, 1),
+        "packets_per_listener_per_second": packets / totals["listeners"] / seconds if totals["listeners"] else 0,
+        **delivery(totals),
         "server_late_frames": late_end - late_start,
         "server_frames": sent_end - sent_start,
         "server_dropped_packets": dropped_end - dropped_start,
@@ -143,6 +124,13 @@ def run_step(server, count, seconds, swarm_size, profile=False, during=None):
         "threads": during["threads"],
         "threads_before": before["threads"],
     }
+
+
+def delivery(totals):
+    """Share of the expected packets received, and of late or lost ones, from Swarms.results()."""
+    packets, lost = totals["packets"], totals["lost"]
+    return {"received_ratio": packets / totals["expected"] if totals["expected"] else 0,
+            "late_or_lost_percent": 100 * (totals["late"] + lost) / max(packets + lost, 1)}
 
 
 def keeps_up(row):

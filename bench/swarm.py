@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,6 +23,47 @@ from streams.ice import restrict_host_addresses  # noqa: E402
 from tests.listener import ask_for_stereo, connect_like_a_browser  # noqa: E402
 
 LATE_MS = 100
+PACKETS_PER_SECOND = 50
+
+
+class Swarms:
+    """The parent's side: client processes of `swarm_size` listeners each, `count` in all,
+    spread in turn over `urls`, driven together through the protocol above."""
+
+    def __init__(self, urls, count, seconds, swarm_size=50):
+        self.seconds = seconds
+        self.processes = []
+        for index, start in enumerate(range(0, count, swarm_size)):
+            command = [sys.executable, os.path.abspath(__file__), "--url", urls[index % len(urls)],
+                       "--count", str(min(swarm_size, count - start)), "--seconds", str(seconds)]
+            self.processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                   text=True, stderr=subprocess.DEVNULL))
+        self.connected = sum(json.loads(p.stdout.readline())["connected"] for p in self.processes)
+
+    @property
+    def pids(self):
+        return [p.pid for p in self.processes]
+
+    def _tell(self, word):
+        for process in self.processes:
+            process.stdin.write(word + "\n")
+            process.stdin.flush()
+
+    def go(self):
+        """Start the measuring window."""
+        self._tell("go")
+
+    def results(self):
+        """After the window: packets, lost, late, expected over all listeners."""
+        listeners = [s for p in self.processes for s in json.loads(p.stdout.readline())["listeners"]]
+        return {"listeners": len(listeners), "packets": sum(s["packets"] for s in listeners),
+                "lost": sum(s["lost"] for s in listeners), "late": sum(s["late"] for s in listeners),
+                "expected": len(listeners) * PACKETS_PER_SECOND * self.seconds}
+
+    def close(self):
+        self._tell("bye")
+        for process in self.processes:
+            process.wait(60)
 
 
 class CountingListener:

@@ -14,11 +14,9 @@ processes, which caps what can be shown.
     .venv/bin/python bench/workers.py --worker-cpu 0.3 --steps 50,100,150,200,250,300
 """
 import argparse
-import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from bench.listeners import PACKETS_PER_SECOND, machine_busy_seconds, prepare_database, proc_cpu_seconds  # noqa: E402
+from bench.listeners import delivery, keeps_up, machine_busy_seconds, prepare_database, proc_cpu_seconds  # noqa: E402
+from bench.swarm import Swarms  # noqa: E402
 from bench.transport import redis_pid  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402
 from tests.rigs.owner import MediaOwnerProcess  # noqa: E402
@@ -63,43 +62,24 @@ def owner_late_frames():
 
 
 def run_step(workers, owner, count, seconds, swarm_size):
-    swarms = []
-    for index, start in enumerate(range(0, count, swarm_size)):
-        worker = workers[index % len(workers)]
-        command = [sys.executable, str(PROJECT / "bench" / "swarm.py"), "--url", worker.ws_url("default"),
-                   "--count", str(min(swarm_size, count - start)), "--seconds", str(seconds)]
-        swarms.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       stderr=subprocess.DEVNULL))
-    connected = sum(json.loads(swarm.stdout.readline())["connected"] for swarm in swarms)
-    time.sleep(1.0)
+    swarms = Swarms([worker.ws_url("default") for worker in workers], count, seconds, swarm_size)
+    time.sleep(1.0)  # let every listener's first packets and RTCP settle before measuring
     pids = {"owner": owner.process.pid, "redis": redis_pid(),
             **{f"worker{i + 1}": w.process.pid for i, w in enumerate(workers)}}
     cpu_before = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
     busy_before, wall = machine_busy_seconds(), time.monotonic()
     owner_late_before = owner_late_frames()
-    for swarm in swarms:
-        swarm.stdin.write("go\n")
-        swarm.stdin.flush()
-    results = [json.loads(swarm.stdout.readline()) for swarm in swarms]
+    swarms.go()
+    totals = swarms.results()
     wall = time.monotonic() - wall
     cpu = {name: (proc_cpu_seconds(pid) - cpu_before[name]) / wall for name, pid in pids.items()}
     machine = (machine_busy_seconds() - busy_before) / wall
-    for swarm in swarms:
-        swarm.stdin.write("bye\n")
-        swarm.stdin.flush()
-    for swarm in swarms:
-        swarm.wait(60)
-    listeners = [s for r in results for s in r["listeners"]]
-    packets = sum(s["packets"] for s in listeners)
-    lost = sum(s["lost"] for s in listeners)
-    late = sum(s["late"] for s in listeners)
-    expected = len(listeners) * PACKETS_PER_SECOND * seconds
-    ok = connected == count and packets >= 0.995 * expected and (late + lost) < 0.005 * max(packets + lost, 1)
-    owner_late = owner_late_frames() - owner_late_before
-    return {"workers": len(workers), "listeners": count, "connected": connected, "cpu": cpu, "machine_cpu": machine,
-            "received_ratio": packets / expected if expected else 0, "late": late, "lost": lost,
-            "owner_late_frames": owner_late,
-            "late_or_lost_percent": 100 * (late + lost) / max(packets + lost, 1), "ok": ok}
+    swarms.close()
+    row = {"workers": len(workers), "listeners": count, "connected": swarms.connected, "cpu": cpu,
+           "machine_cpu": machine, "late": totals["late"], "lost": totals["lost"],
+           "owner_late_frames": owner_late_frames() - owner_late_before, **delivery(totals)}
+    row["ok"] = keeps_up(row)
+    return row
 
 
 def main():

@@ -21,12 +21,20 @@ def collect():
     return from_hubs(current_runtime().hubs.hubs() if current_runtime() else [])
 
 
+def add(stats, slug, listeners=0, variant=None):
+    """Count `listeners` and a variant ({"codec", "channels", "bitrate"}) towards `slug`'s row."""
+    row = stats.setdefault(slug, {"listeners": 0, "variants": []})
+    row["listeners"] += listeners
+    if variant is not None:
+        row["variants"].append(variant)
+    return stats
+
+
 def from_hubs(hubs):
     stats = {}
     for hub in hubs:
-        row = stats.setdefault(hub.config.slug, {"listeners": 0, "variants": []})
-        row["listeners"] += hub.listener_count
-        row["variants"].append({"codec": hub.config.codec, "channels": hub.config.channels, "bitrate": hub.bitrate})
+        variant = {"codec": hub.config.codec, "channels": hub.config.channels, "bitrate": hub.bitrate}
+        add(stats, hub.config.slug, hub.listener_count, variant)
     return stats
 
 
@@ -40,13 +48,12 @@ def _from_redis(url):
     try:
         for key in client.scan_iter(match=wire.LISTENERS_PREFIX + "*", count=500):
             for slug, count in client.hgetall(key).items():
-                stats.setdefault(slug, {"listeners": 0, "variants": []})["listeners"] += int(count)
+                add(stats, slug, int(count))
         for key in client.scan_iter(match=wire.STATS_PREFIX + "*", count=500):
             variant = client.hgetall(key)
             if "slug" in variant:
-                row = stats.setdefault(variant["slug"], {"listeners": 0, "variants": []})
-                row["variants"].append({"codec": variant["codec"], "channels": int(variant.get("channels", 0)),
-                                        "bitrate": int(variant["bitrate"])})
+                add(stats, variant["slug"], variant={"codec": variant["codec"], "channels": int(variant.get("channels", 0)),
+                                                     "bitrate": int(variant["bitrate"])})
     except redis.RedisError as error:
         raise Unavailable(f"Redis at {url} does not answer ({error})") from None
     finally:

@@ -63,7 +63,7 @@ async def status(request):
             "packets_sent": hub.packets_sent,
             "late_frames": hub.late_frames,
             "dropped_packets": hub.dropped_packets,
-            "packets_missed": getattr(hub, "packets_missed", 0),  # relay: gaps in what the owner published
+            "packets_missed": hub.packets_missed,  # relay: gaps in what the owner published
             "source_backlog_ms": hub.source_backlog_ms,
         }
         for hub in runtime.hubs.hubs()

@@ -1,5 +1,6 @@
 """BroadcastHub and ListenerTrack in one event loop, with the real sine source and Opus encoder."""
 import asyncio
+from dataclasses import replace
 
 import av
 
@@ -56,3 +57,31 @@ def test_one_hub_per_distinct_config_and_one_encode_per_frame():
     assert counts == [1, 2]
     assert all(x is y for x, y in zip(packets_a, packets_b))  # the very same packet objects
     assert sent[2] >= 10
+
+
+def test_listeners_handed_over_together_run_on_in_time_and_share_each_restamped_packet():
+    """An operator's change moves listeners to a new hub (ListenerTrack.handover): their
+    timestamps run on without a jump, and the re-stamped copies are made once, not per listener."""
+    async def scenario():
+        hubs = registry(max_packets=50)
+        tracks = [hubs.subscribe(CONFIG) for _ in range(2)]
+
+        async def read(track, count):
+            return [await track.recv() for _ in range(count)]
+
+        before = await asyncio.gather(*(read(track, 5) for track in tracks))
+        changed = replace(CONFIG, opus_bitrate=32_000)
+        for track in tracks:
+            track.handover(hubs.subscribe(changed))
+        after = await asyncio.gather(*(read(track, 10) for track in tracks))  # read through the old tracks, as aiortc does
+        configs = [hub.config for hub in hubs.hubs()]
+        for track in tracks:
+            track.stop()
+        return before, after, configs, hubs.hubs()
+
+    before, after, configs, left = asyncio.run(scenario())
+    for first, then in zip(before, after):
+        assert [p.pts for p in first + then] == [i * 960 for i in range(15)]
+    assert all(x is y for x, y in zip(*after))  # one re-stamped copy for both listeners
+    assert [c.opus_bitrate for c in configs] == [32_000]  # the old hub stopped with its last listener
+    assert left == []

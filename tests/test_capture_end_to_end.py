@@ -92,6 +92,32 @@ def test_two_profiles_on_one_device_share_one_capture_that_stops_after_the_last_
     assert stopped["captures"] == [] and stopped["peers"] == 0
 
 
+async def lose_and_restore_the_device(listener, pulse, tone, hz):
+    """With `listener` hearing `hz`: unload the null sink, wait for `device-lost` and 1 s of what
+    follows, load it again and wait for the tone. Returns the RMS heard while the device was
+    gone, the connection state then, the seconds the tone took to return, and the statuses."""
+    await until(lambda: hears(listener, hz), 15, "the tone before the loss")
+    await asyncio.to_thread(pulse.unload_null_sink, "virt")
+    statuses = lambda: [m for m in listener.heard.messages if m["type"] == "status"]  # noqa: E731
+    await until(lambda: any(m["state"] == "device-lost" for m in statuses()), 5, "a device-lost status")
+    lost_at = len(listener.heard.chunks)
+    await until(lambda: len(listener.heard.chunks) > lost_at + 50, 5, "1 s of audio after the loss")
+    silent = rms(latest(listener.heard, 0.5)[:, 0])
+    connection = listener.pc.connectionState
+    await asyncio.to_thread(pulse.load_null_sink, "virt")
+    tone(hz)
+    back = time.monotonic()
+    returned = await until(lambda: hears(listener, hz), 5, "the tone to return")
+    return silent, connection, returned - back, statuses()
+
+
+def assert_lost_then_back(silent, connection, seconds_to_return, statuses):
+    assert silent < 50, f"not silence after the device vanished (RMS {silent:.0f})"
+    assert connection == "connected"
+    assert seconds_to_return < 5
+    assert statuses[-1]["state"] == "playing" and "device-lost" in [m["state"] for m in statuses]
+
+
 def test_a_vanished_device_gives_silence_and_a_status_then_the_tone_returns(capture_server, pulse, tone):
     # DTX off: with DTX on, silence is not sent at all and there would be nothing to measure.
     device_profile("fragile", opus_dtx=False)
@@ -101,24 +127,8 @@ def test_a_vanished_device_gives_silence_and_a_status_then_the_tone_returns(capt
         listener = Listener(capture_server.ws_url("fragile"))
         await listener.connect()
         try:
-            await until(lambda: hears(listener, 1000), 15, "the tone before the loss")
-            await asyncio.to_thread(pulse.unload_null_sink, "virt")
-            statuses = lambda: [m for m in listener.heard.messages if m["type"] == "status"]  # noqa: E731
-            await until(lambda: any(m["state"] == "device-lost" for m in statuses()), 5, "a device-lost status")
-            lost_at = len(listener.heard.chunks)
-            await until(lambda: len(listener.heard.chunks) > lost_at + 50, 5, "1 s of audio after the loss")
-            silent = rms(latest(listener.heard, 0.5)[:, 0])
-            connection = listener.pc.connectionState
-            await asyncio.to_thread(pulse.load_null_sink, "virt")
-            tone(1000)
-            back = time.monotonic()
-            returned = await until(lambda: hears(listener, 1000), 5, "the tone to return")
-            return silent, connection, returned - back, statuses()
+            return await lose_and_restore_the_device(listener, pulse, tone, 1000)
         finally:
             await listener.close()
 
-    silent, connection, seconds_to_return, statuses = run(scenario())
-    assert silent < 50, f"not silence after the device vanished (RMS {silent:.0f})"
-    assert connection == "connected"
-    assert seconds_to_return < 5
-    assert statuses[-1]["state"] == "playing" and "device-lost" in [m["state"] for m in statuses]
+    assert_lost_then_back(*run(scenario()))

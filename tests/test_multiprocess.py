@@ -4,7 +4,6 @@ Redis is the one on 127.0.0.1:6379 that the test set-up starts when nothing answ
 (scripts/ensure-redis.sh); these tests use database 13 of it.
 """
 import asyncio
-import json
 
 import numpy as np
 import pytest
@@ -159,8 +158,6 @@ def test_admin_and_stats_add_up_listeners_over_both_workers(cluster):
     admin = operator(second)
 
     def look():
-        from tests.waiting import wait_for
-
         # Workers report every second: wait for the report that counts all three.
         stats = wait_for(lambda: (s := stats_json({"REDIS_URL": REDIS_URL})).get("headcount", {}).get("listeners") == 3
                          and s, 5, "three listeners counted")

@@ -10,7 +10,13 @@ from tests.helpers import run
 from tests.listener import Listener
 from tests.rigs.daphne import DaphneServer
 from tests.rigs.owner import MediaOwnerProcess
-from tests.test_capture_end_to_end import device_profile, hears, latest, rms, tone  # noqa: F401 (tone: a fixture)
+from tests.test_capture_end_to_end import (  # noqa: F401 (tone: a fixture)
+    assert_lost_then_back,
+    device_profile,
+    hears,
+    lose_and_restore_the_device,
+    tone,
+)
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,30 +39,21 @@ def owner_and_worker(pulse, django_db_setup, tmp_path_factory):
 def test_the_owner_captures_the_device_and_its_loss_reaches_a_workers_listener(owner_and_worker, pulse, tone):
     owner, worker = owner_and_worker
     device_profile("desk", opus_dtx=False)
-    tone(1000)
+    tone(2000)
 
     async def scenario():
         listener = Listener(worker.ws_url("desk"))
         await listener.connect()
         try:
-            await until(lambda: hears(listener, 1000), 15, "the tone through owner and worker")
+            await until(lambda: hears(listener, 2000), 15, "the tone through owner and worker")
             worker_status = await asyncio.to_thread(worker.status)
-            tone(2000)
-            await until(lambda: hears(listener, 2000), 5, "the new tone")
-            await asyncio.to_thread(pulse.unload_null_sink, "virt")
-            statuses = lambda: [m for m in listener.heard.messages if m["type"] == "status"]  # noqa: E731
-            await until(lambda: any(m["state"] == "device-lost" for m in statuses()), 5, "device-lost from the owner")
-            await asyncio.to_thread(pulse.load_null_sink, "virt")
             tone(1000)
-            await until(lambda: hears(listener, 1000), 5, "the tone to return")
-            return statuses(), listener.pc.connectionState, worker_status
+            return await lose_and_restore_the_device(listener, pulse, tone, 1000), worker_status
         finally:
             await listener.close()
 
-    statuses, connection, worker_status = run(scenario())
-    assert connection == "connected"
-    states = [m["state"] for m in statuses]
-    assert "device-lost" in states and states[-1] == "playing", states
+    lost_then_back, worker_status = run(scenario())
+    assert_lost_then_back(*lost_then_back)  # device-lost came from the owner, through Redis
     assert worker_status["captures"] == [] and worker_status["capture_threads"] == []  # the worker opens no device
     assert [hub["mode"] for hub in worker_status["hubs"]] == ["relay"]
     assert "starting desk" in owner.log()

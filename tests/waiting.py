@@ -9,24 +9,27 @@ import time
 POLL_SECONDS = 0.05
 
 
-def wait_for(condition, timeout, what):
+def _attempts(timeout, what):
+    """Yields once per attempt until the deadline has passed, then fails naming `what`."""
     deadline = time.monotonic() + timeout
-    while True:
+    yield
+    while time.monotonic() <= deadline:
+        yield
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for(condition, timeout, what):
+    for _ in _attempts(timeout, what):
         result = condition()
         if result:
             return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(POLL_SECONDS)
 
 
 async def until(condition, timeout, what):
     """wait_for for async code: the event loop keeps running while it polls."""
-    deadline = time.monotonic() + timeout
-    while True:
+    for _ in _attempts(timeout, what):
         result = condition()
         if result:
             return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(POLL_SECONDS)

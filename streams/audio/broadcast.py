@@ -20,6 +20,8 @@ from .encoders import create_encoder, match_channels
 
 logger = logging.getLogger(__name__)
 
+SHIFTED_KEPT = 64  # re-stamped packets a hub keeps for listeners still reading older ones
+
 
 
 class ListenerTrack(MediaStreamTrack):
@@ -85,10 +87,7 @@ class ListenerTrack(MediaStreamTrack):
             while before is None and track is not None:  # a predecessor may never have played
                 before, track = track.last_pts, track._predecessor
             self._pts_shift = 0 if before is None else before + self.hub.frame_samples - packet.pts
-        shifted = av.Packet(bytes(packet))
-        shifted.pts = packet.pts + self._pts_shift
-        shifted.time_base = packet.time_base
-        return shifted
+        return self.hub.shifted(packet, self._pts_shift)
 
     def handover(self, successor):
         """Move to `successor`'s hub as soon as it has sound (see the class notes)."""
@@ -122,7 +121,9 @@ class Hub:
         self._running = False
         self.status = ("playing", "")
         self.packets_sent = 0
+        self.packets_missed = 0  # gaps in what the hub received (a relay hub counts the owner's)
         self.meter = BitrateMeter()
+        self._shifted = {}  # (pts, shift) -> re-stamped copy, for listeners handed over to this hub
 
     @property
     def listener_count(self):
@@ -167,6 +168,22 @@ class Hub:
         self._running = False
         self._stop_work()
         self._on_idle(self)
+
+    def shifted(self, packet, shift):
+        """`packet` with its pts moved by `shift`. Listeners that came over from one hub together
+        share a shift, so each copy is made once per packet and shift, not once per listener."""
+        if shift == 0:
+            return packet
+        key = (packet.pts, shift)
+        copy = self._shifted.get(key)
+        if copy is None:
+            copy = av.Packet(bytes(packet))
+            copy.pts = packet.pts + shift
+            copy.time_base = packet.time_base
+            self._shifted[key] = copy
+            if len(self._shifted) > SHIFTED_KEPT:
+                del self._shifted[next(iter(self._shifted))]  # the oldest
+        return copy
 
     def _push(self, packet, payload_bytes):
         for track in self._tracks:

@@ -137,7 +137,8 @@ class MediaOwner:
             await asyncio.sleep(POLL_SECONDS)
 
     async def wanted(self):
-        """{stream key: StreamConfig} of every stream some worker has listeners for."""
+        """Every stream some worker has listeners for: {stream key: its StreamConfig}, or None for
+        a stream this owner already runs (its config is not read again)."""
         wanted = {}
         async for name in self._redis.scan_iter(match=wire.WANT_PREFIX + "*", count=500):
             key = wire.wanted_stream(name.decode())
@@ -147,7 +148,7 @@ class MediaOwner:
                     continue
                 try:
                     wanted[key] = wire.config_from_json(value)
-                except (ValueError, TypeError, KeyError) as error:
+                except ValueError as error:
                     logger.warning("ignoring a malformed stream request %s (%s)", name, error)
                     continue
             else:

@@ -48,7 +48,6 @@ class RelayHub(Hub):
         self.clock_rate = rtp_clock_rate(config.codec)
         self.frame_samples = self.clock_rate * FRAME_MS // 1000
         self._time_base = fractions.Fraction(1, self.clock_rate)
-        self.packets_missed = 0  # sequence gaps seen in what the owner published
         self.late_frames = 0  # (the owner paces the stream; a relay makes nothing late itself)
         self.source_backlog_ms = None
 

@@ -19,9 +19,8 @@ def from_local_server(port):
         raise CommandError(f"No RTC Caster answers at {url} ({error}). Is it running (./run.sh)?") from None
     stats = {}
     for hub in status["hubs"]:
-        row = stats.setdefault(hub["slug"], {"listeners": 0, "variants": []})
-        row["listeners"] += hub["listeners"]
-        row["variants"].append({"codec": hub["codec"], "channels": hub["channels"], "bitrate": hub["measured_bitrate"]})
+        variant = {"codec": hub["codec"], "channels": hub["channels"], "bitrate": hub["measured_bitrate"]}
+        livestats.add(stats, hub["slug"], hub["listeners"], variant)
     return stats
 
 
