@@ -3,6 +3,7 @@ import asyncio
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -11,6 +12,12 @@ from .runtime import status_group
 
 
 def tell_listeners(slug, event):
+    """Once the change is committed: listeners' consumers reload the profile from the database,
+    and before the commit another connection still reads the old one."""
+    transaction.on_commit(lambda: _send(slug, event))
+
+
+def _send(slug, event):
     group_send = get_channel_layer().group_send
     try:
         loop = asyncio.get_running_loop()  # saved from async code: send without blocking the loop

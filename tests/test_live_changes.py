@@ -150,3 +150,21 @@ def test_admin_and_manage_py_stats_show_live_listeners_and_the_measured_bitrate(
     [variant] = stats["counted"]["variants"]
     assert variant["codec"] == "opus" and variant["bitrate"] == pytest.approx(64_000, rel=0.05)
     assert "2 listeners · opus 6" in changelist  # 6x.x kb/s
+
+
+def test_listeners_are_told_of_a_change_only_once_it_is_committed(monkeypatch):
+    """Their consumers reload the profile on another database connection: told before the
+    commit, they would read the old settings and keep them (this happened between workers)."""
+    from django.db import transaction
+
+    from streams import signals
+
+    sent = []
+    monkeypatch.setattr(signals, "_send", lambda slug, event: sent.append((slug, event["type"])))
+    profile = make_profile("committed")
+    sent.clear()
+    with transaction.atomic():
+        profile.audio_bitrate = 64_000
+        profile.save()
+        assert sent == []  # not yet: the change is not visible to other connections
+    assert sent == [("committed", "stream.changed")]
