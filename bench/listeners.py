@@ -9,6 +9,7 @@ and the clients' packet counts, and steps N up until the server no longer keeps 
 
     .venv/bin/python bench/listeners.py                       # both modes, default steps
     .venv/bin/python bench/listeners.py --mode once --steps 50,100,200,300
+    .venv/bin/python bench/listeners.py --workers 1,2       # multi-process mode, see bench/workers.py
 """
 import argparse
 import json
@@ -179,6 +180,10 @@ def print_row(row):
 
 
 def main():
+    if any(arg == "--workers" or arg.startswith("--workers=") for arg in sys.argv[1:]):
+        # One media owner and N daphne workers through Redis: its own module, as it needs other rigs.
+        from bench.workers import main as workers_main
+        return workers_main(sys.argv[1:], script="bench/listeners.py")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["both", "once", "per-listener"], default="both")
     parser.add_argument("--steps", default="50,100,200,250,300,400", help="listener counts, encode-once mode")

@@ -9,7 +9,7 @@ counted. The owner's cost should not depend on N; each worker's should fall with
 workers. On this 2-core machine the client processes share the cores with the server
 processes, which caps what can be shown.
 
-    .venv/bin/python bench/workers.py
+    .venv/bin/python bench/workers.py                       (or: bench/listeners.py --workers 1,2)
     .venv/bin/python bench/workers.py --workers 1,2 --steps 100,200,300
     .venv/bin/python bench/workers.py --worker-cpu 0.3 --steps 50,100,150,200,250,300
 """
@@ -82,8 +82,9 @@ def run_step(workers, owner, count, seconds, swarm_size):
     return row
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, script="bench/workers.py"):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog=script, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--steps", default="50,100,200,300")
     parser.add_argument("--seconds", type=float, default=10)
@@ -91,8 +92,8 @@ def main():
     parser.add_argument("--worker-cpu", type=float, default=None,
                         help="cap each worker at this share of one core (cgroup quota), to stand for a core per "
                              "worker on a machine whose other cores the benchmark's own clients need")
-    args = parser.parse_args()
-    print("command:", shlex.join([".venv/bin/python", "bench/workers.py", *sys.argv[1:]]))
+    args = parser.parse_args(argv)
+    print("command:", shlex.join([".venv/bin/python", script, *argv]))
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if args.worker_cpu:
         print(f"each worker capped at {args.worker_cpu} of a core (cgroup cpu.cfs_quota_us)")
