@@ -6,7 +6,7 @@ import pytest
 from streams.audio.config import StreamConfig
 from streams.audio.encoders import OpusEncoder, create_encoder
 from tests import signals
-from tests.opus_bitstream import has_lbrr
+from tests.opus_bitstream import has_lbrr, mode, toc
 
 
 def opus(**settings):
@@ -33,7 +33,7 @@ def test_vbr_bitrate_on_music_is_within_15_percent(target):
     assert bitrate(packets, 5) == pytest.approx(target, rel=0.15)
 
 
-@pytest.mark.parametrize("target", [32_000, 96_000])
+@pytest.mark.parametrize("target", [32_000, 64_000, 96_000, 128_000])
 def test_cbr_bitrate_is_within_5_percent_with_every_packet_the_same_size(target):
     packets = encode_all(opus(opus_bitrate=target, opus_cbr=True, opus_dtx=False), signals.tone(3, 440))
     assert bitrate(packets, 3) == pytest.approx(target, rel=0.05)
@@ -50,10 +50,60 @@ def test_fec_with_packet_loss_puts_lbrr_data_in_the_packets():
     assert sum(has_lbrr(p.payload) for p in packets) > len(packets) // 2
 
 
-@pytest.mark.parametrize("settings", [dict(opus_fec=False), dict(opus_fec=True, opus_packet_loss_percent=0)])
-def test_without_fec_or_without_expected_loss_no_packet_carries_lbrr(settings):
-    packets = encode_all(opus(opus_bitrate=64_000, **settings), signals.music_like(3))
-    assert not any(has_lbrr(p.payload) for p in packets)
+# At 20 kb/s in voice mode libopus codes music as SILK+CELT hybrid with or without FEC, so the
+# SILK header (where LBRR would be flagged) is there to read in every packet.
+LOW_RATE_VOICE = dict(opus_bitrate=20_000, opus_application="voip", opus_dtx=False)
+
+
+@pytest.mark.parametrize("settings", [dict(opus_fec=True, opus_packet_loss_percent=10),
+                                      dict(opus_fec=False), dict(opus_fec=True, opus_packet_loss_percent=0)])
+def test_lbrr_data_is_there_only_with_fec_and_an_expected_loss(settings):
+    packets = encode_all(opus(**LOW_RATE_VOICE, **settings), signals.music_like(3))
+    assert {mode(toc(p.payload)[0]) for p in packets} <= {"silk", "hybrid"}
+    carrying = sum(has_lbrr(p.payload) for p in packets)
+    if settings["opus_fec"] and settings.get("opus_packet_loss_percent"):
+        assert carrying > len(packets) // 2
+    else:
+        assert carrying == 0
+
+
+def snr_db(reference, other):
+    reference, other = reference.astype(np.float64), other.astype(np.float64)
+    return 10 * np.log10((reference ** 2).sum() / max(((reference - other) ** 2).sum(), 1e-9))
+
+
+def decoder_after(packets):
+    decoder = opuslib_next.Decoder(48_000, 2)
+    for packet in packets:
+        decoder.decode(packet.payload, 960)
+    return decoder
+
+
+def losses_recovered(packets, lost):
+    """For each lost packet k: (libopus's FEC decoding of it from packet k+1, its loss
+    concealment, its own decoding), each as int16 samples from a decoder that had packets < k."""
+    decoded = decode(packets).reshape(len(packets), -1)
+    results = []
+    for k in lost:
+        from_fec = decoder_after(packets[:k]).decode(packets[k + 1].payload, 960, decode_fec=True)
+        concealed = decoder_after(packets[:k]).decode(b"", 960)
+        results.append((np.frombuffer(from_fec, np.int16), np.frombuffer(concealed, np.int16), decoded[k]))
+    return results
+
+
+def test_with_fec_libopus_rebuilds_a_lost_packet_from_the_next_one_better_than_it_conceals_it():
+    packets = encode_all(opus(opus_bitrate=64_000, opus_fec=True, opus_packet_loss_percent=10, opus_dtx=False),
+                         signals.music_like(3))
+    results = losses_recovered(packets, range(20, 140, 10))
+    fec = np.median([snr_db(original, from_fec) for from_fec, _, original in results])
+    concealment = np.median([snr_db(original, concealed) for _, concealed, original in results])
+    assert fec > concealment + 3  # measured: about 5 dB against 0 dB
+
+
+def test_without_fec_the_next_packet_holds_nothing_to_rebuild_a_lost_one_from():
+    packets = encode_all(opus(opus_bitrate=64_000, opus_fec=False, opus_dtx=False), signals.music_like(3))
+    for from_fec, concealed, _ in losses_recovered(packets, range(20, 140, 10)):
+        assert np.array_equal(from_fec, concealed)  # libopus fell back to concealment
 
 
 def spectrum_db_above(samples, hz):
@@ -65,12 +115,16 @@ def spectrum_db_above(samples, hz):
 
 def test_max_playback_rate_16k_leaves_nothing_above_8_khz_on_white_noise():
     decoded = decode(encode_all(opus(opus_max_playback_rate=16_000, opus_dtx=False), signals.white_noise(2)))
-    # 8-9 kHz is the decoder's 16 -> 48 kHz resampling filter rolling off; above it, nothing.
+    # Full band, white noise has more energy above 8 kHz than below (+3 dB, see the test below).
+    assert spectrum_db_above(decoded[4800:], 8_000) < -18  # the whole decoder roll-off included
+    # 8-8.5 kHz is the decoder's 16 -> 48 kHz resampling filter rolling off; above it, nothing.
+    assert spectrum_db_above(decoded[4800:], 8_500) < -30
     assert spectrum_db_above(decoded[4800:], 9_000) < -45
 
 
 def test_max_playback_rate_48k_keeps_the_highs_of_white_noise():
     decoded = decode(encode_all(opus(opus_max_playback_rate=48_000, opus_dtx=False), signals.white_noise(2)))
+    assert spectrum_db_above(decoded[4800:], 8_000) > 0
     assert spectrum_db_above(decoded[4800:], 9_000) > -10
 
 
@@ -101,9 +155,19 @@ def test_the_encoder_reports_the_settings_it_applies():
         opus_max_playback_rate=16_000,
     ).applied_settings()
     assert applied == {
-        "bitrate": 64_000, "vbr": 0, "inband_fec": 1, "packet_loss_perc": 15, "dtx": 1,
+        "application": opuslib_next.APPLICATION_AUDIO, "bitrate": 64_000, "vbr": 0, "inband_fec": 1, "packet_loss_perc": 15, "dtx": 1,
         "max_bandwidth": opuslib_next.BANDWIDTH_WIDEBAND,
     }
+
+
+def test_voice_mode_reads_back_and_codes_music_with_silk_where_music_mode_uses_celt():
+    settings = dict(opus_bitrate=24_000, opus_fec=False, opus_dtx=False)  # FEC would make both use SILK
+    voice, music = opus(opus_application="voip", **settings), opus(opus_application="audio", **settings)
+    assert voice.applied_settings()["application"] == opuslib_next.APPLICATION_VOIP
+    modes = {name: [mode(toc(p.payload)[0]) for p in encode_all(encoder, signals.music_like(3))]
+             for name, encoder in (("voice", voice), ("music", music))}
+    assert all(m in ("silk", "hybrid") for m in modes["voice"])
+    assert modes["music"].count("celt") > len(modes["music"]) // 2
 
 
 def test_a_mono_variant_encodes_a_stereo_source_as_one_channel():

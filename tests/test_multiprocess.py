@@ -101,6 +101,9 @@ def test_a_worker_killed_leaves_the_other_workers_listeners_without_a_gap(cluste
     finally:
         doomed.stop()
     assert arrivals_gap(heard, killed_at) < 100
+    after = [p for p in heard.packets if p[0] >= killed_at]
+    assert set(np.diff([p[1] for p in after]) % (1 << 16)) == {1}  # no packet lost
+    assert set(np.diff([p[2] for p in after]) % (1 << 32)) == {960}  # none skipped at the source
     assert abs(tail_frequency(heard) - 523) <= 5
 
 

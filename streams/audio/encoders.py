@@ -58,6 +58,7 @@ class OpusEncoder:
     def applied_settings(self):
         """What libopus reports it is doing: read back, not assumed."""
         return {
+            "application": self._encoder.application,
             "bitrate": self._encoder.bitrate,
             "vbr": self._encoder.vbr,
             "inband_fec": self._encoder.inband_fec,
