@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import sdp
-from .limits import MessageRate, listener_refusal
+from .limits import MessageRate
 from .models import StreamProfile
 from .peers import ListenerPeer, OfferRejected
 from .runtime import get_runtime, status_group
@@ -144,22 +144,20 @@ class ListenConsumer(AsyncWebsocketConsumer):
             )
         profile = self.profile
         runtime = get_runtime()
-        address = self.client_address()
-        refusal = listener_refusal(
-            stream_listeners=sum(1 for peer in runtime.peers if peer.slug == profile.slug),
-            stream_max=profile.max_listeners,
-            address_listeners=sum(1 for peer in runtime.peers if peer.address == address),
-            address_max=settings.RTC_MAX_LISTENERS_PER_ADDRESS,
-        )
-        if refusal:
-            logger.info("%s refused on %s: %s", address, profile.slug, refusal)
-            raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
         self.offer_timer.cancel()
         # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
         self.limits = sdp.opus_receiver_limits(offer)
         config = self.config = profile.stream_config().limited_by(self.limits)
-        track = runtime.hubs.subscribe(config)
-        self.peer = ListenerPeer(profile.slug, address, track, runtime.peers, on_closed=self.peer_closed)
+        self.peer = ListenerPeer(profile.slug, self.client_address(), runtime.hubs.subscribe(config), runtime.peers,
+                                 on_closed=self.peer_closed)
+        refusal = await runtime.admit(self.peer, profile.max_listeners)
+        if refusal:
+            logger.info("%s refused on %s: %s", self.peer.address, profile.slug, refusal)
+            await self.peer.close()
+            self.peer = None
+            raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
+        if self.closing:
+            return  # the listener left while the limits were checked (disconnect closed the peer)
         logger.info("%r connecting from %s", self.peer, self.client_address())
         try:
             answer = await self.peer.answer(offer, config.codec, config.answer_fmtp(), profile.answer_bandwidth_kbps())

@@ -29,3 +29,12 @@ def listener_refusal(*, stream_listeners, stream_max, address_listeners, address
     if address_max and address_listeners >= address_max:
         return f"Too many listeners from your address ({address_max} at most)."
     return None
+
+
+def local_refusal(peer, peers, stream_max, address_max):
+    """listener_refusal for `peer` (with .slug, .address) counting the other `peers` of this process."""
+    others = [p for p in peers if p is not peer]
+    return listener_refusal(
+        stream_listeners=sum(1 for p in others if p.slug == peer.slug), stream_max=stream_max,
+        address_listeners=sum(1 for p in others if p.address == peer.address), address_max=address_max,
+    )

@@ -155,7 +155,7 @@ def test_more_than_the_allowed_messages_a_second_closes_the_socket(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_socket_that_sends_no_offer_is_closed_after_the_offer_timeout(settings):
+def test_a_socket_that_sends_no_offer_is_closed_after_the_offer_timeout(settings, caplog):
     settings.RTC_OFFER_TIMEOUT_SECONDS = 1
     StreamProfile.objects.create(name="Hall", slug="hall")
 
@@ -166,10 +166,11 @@ def test_a_socket_that_sends_no_offer_is_closed_after_the_offer_timeout(settings
     error, closed = run(scenario())
     assert error["code"] == "offer-timeout"
     assert closed == {"type": "websocket.close", "code": 4408}
+    assert "no offer within 1 s; closing the socket" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_listener_that_never_completes_ice_is_closed_after_the_ice_timeout(settings):
+def test_a_listener_that_never_completes_ice_is_closed_after_the_ice_timeout(settings, caplog):
     settings.RTC_ICE_TIMEOUT_SECONDS = 1
     StreamProfile.objects.create(name="Hall", slug="hall")
 
@@ -186,6 +187,7 @@ def test_a_listener_that_never_completes_ice_is_closed_after_the_ice_timeout(set
     assert error["code"] == "ice-timeout"
     assert closed == {"type": "websocket.close", "code": 4408}
     assert peers == 0
+    assert "ICE did not connect within 1 s; closing" in caplog.text
 
 
 def test_loop_lag_summary():

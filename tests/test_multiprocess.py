@@ -196,3 +196,42 @@ def test_disabling_a_profile_in_admin_stops_its_listeners_on_every_worker(cluste
             assert [m["code"] for m in messages if m["type"] == "error"] == ["stream-stopped"]
     finally:
         third.stop()
+
+
+def counted_listeners(slug):
+    import redis
+
+    from streams.relay import wire
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return sum(int(client.hget(key, slug) or 0) for key in client.scan_iter(wire.LISTENERS_PREFIX + "*"))
+    finally:
+        client.close()
+
+
+def test_a_streams_listener_limit_holds_over_both_workers(cluster):
+    owner, (first, second) = cluster
+    make_profile("booth", sine_frequency=440, max_listeners=2)
+
+    async def scenario():
+        admitted = [Listener(first.ws_url("booth")), Listener(second.ws_url("booth"))]
+        await asyncio.gather(*(listener.connect() for listener in admitted))
+        refused = []
+        for worker in (first, second):
+            listener = Listener(worker.ws_url("booth"))
+            try:
+                await listener.connect()
+            except ConnectionError as error:
+                refused.append(str(error))
+            await listener.close()
+        await admitted[0].close()  # a place is free again, whichever worker it was on
+        await until(lambda: counted_listeners("booth") == 1, 10, "the leaver to be uncounted in Redis")
+        late = Listener(second.ws_url("booth"))
+        await late.connect()
+        await asyncio.gather(admitted[1].listen_for(0.5), late.listen_for(0.5))
+        await asyncio.gather(admitted[1].close(), late.close())
+        return refused
+
+    assert run(scenario()) == ["too-many-listeners: This stream is full (2 listeners). Try again later."] * 2
+

@@ -27,6 +27,8 @@ WANT_PREFIX = "rtc:want:"
 AUDIO_PREFIX = "rtc:audio:"
 STATS_PREFIX = "rtc:stats:"  # per stream variant, from the owner: slug, codec, bitrate, packets
 LISTENERS_PREFIX = "rtc:listeners:"  # per worker: {slug: listener count}
+ADDRESSES_PREFIX = "rtc:addresses:"  # per worker: {client address: listener count}
+WORKERS_KEY = "rtc:workers"  # the workers that may hold counts (admission.py)
 OWNER_LOCK = "rtc:owner"
 
 

@@ -134,38 +134,3 @@ class RelayHub(Hub):
             self.status = (state, message)
             logger.info("%s: %s %s", self.config.slug, state, message)
             self._announce(self.config.slug, state, message, self.key)
-
-
-class ListenerCountReporter:
-    """Keeps this worker's listener count per stream in Redis (`rtc:listeners:<worker>`, a
-    few seconds' TTL), so admin and `manage.py stats` can add up every worker's."""
-
-    def __init__(self, redis_url, worker_id, peers):
-        self._redis = aioredis.from_url(redis_url)
-        self._key = wire.LISTENERS_PREFIX + worker_id
-        self._peers = peers
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="listener-counts")
-
-    async def _run(self):
-        while True:
-            counts = {}
-            for peer in self._peers:
-                counts[peer.slug] = counts.get(peer.slug, 0) + 1
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.delete(self._key)
-                    if counts:
-                        pipe.hset(self._key, mapping=counts)
-                        pipe.expire(self._key, WANT_TTL_SECONDS)
-                    await pipe.execute()
-            except RedisError as error:
-                logger.warning("cannot report listener counts to Redis (%s)", error)
-            await asyncio.sleep(WANT_RENEW_SECONDS)
-
-    async def close(self):
-        self._task.cancel()
-        try:
-            await self._redis.delete(self._key)
-        except RedisError:
-            pass
-        await self._redis.aclose()

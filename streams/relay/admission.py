@@ -1,0 +1,151 @@
+"""Listener limits over every worker: counts per stream and per client address, kept in Redis.
+
+Each worker counts its own listeners in `rtc:listeners:<worker>` ({slug: n}; admin and
+`manage.py stats` add these up) and `rtc:addresses:<worker>` ({address: n}), with a few
+seconds' TTL that it renews every second, so a worker that dies stops counting; it lists
+itself in `rtc:workers`. Admitting a listener is one Lua script: it adds up every live
+worker's counts and counts the listener here only if both are under their limits, so two
+workers admitting at once cannot both take the last place. A listener that leaves is
+uncounted by another script. The counts only change by these two steps; after a Redis
+error the worker writes its counts again from its own peers.
+"""
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..limits import listener_refusal, local_refusal
+from . import wire
+
+logger = logging.getLogger(__name__)
+
+TTL_SECONDS = 5
+RENEW_SECONDS = 1.0
+
+# KEYS: workers set, this worker's listeners, this worker's addresses.
+# ARGV: listeners prefix, addresses prefix, this worker, slug, address, stream max, address max, TTL.
+# The rule is listener_refusal's: a max of 0 means no limit.
+ADMIT = """
+local stream_total, address_total = 0, 0
+for _, worker in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local listeners = ARGV[1] .. worker
+  if redis.call('EXISTS', listeners) == 1 then
+    stream_total = stream_total + tonumber(redis.call('HGET', listeners, ARGV[4]) or '0')
+    address_total = address_total + tonumber(redis.call('HGET', ARGV[2] .. worker, ARGV[5]) or '0')
+  elseif worker ~= ARGV[3] then
+    redis.call('SREM', KEYS[1], worker)
+  end
+end
+local stream_max, address_max = tonumber(ARGV[6]), tonumber(ARGV[7])
+if (stream_max > 0 and stream_total >= stream_max) or (address_max > 0 and address_total >= address_max) then
+  return {0, stream_total, address_total}
+end
+redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
+redis.call('SADD', KEYS[1], ARGV[3])
+return {1, stream_total, address_total}
+"""
+
+# KEYS: this worker's listeners, this worker's addresses. ARGV: slug, address.
+RELEASE = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+"""
+
+
+class ClusterAdmission:
+    def __init__(self, redis_url, worker_id, peers):
+        self._redis = aioredis.from_url(redis_url)
+        self._worker_id = worker_id
+        self._listeners_key = wire.LISTENERS_PREFIX + worker_id
+        self._addresses_key = wire.ADDRESSES_PREFIX + worker_id
+        self._peers = peers
+        self._counted = set()  # this worker's peers that the Redis counts include
+        self._dirty = False
+        self._admit = self._redis.register_script(ADMIT)
+        self._release = self._redis.register_script(RELEASE)
+        self._pending = set()
+        self._task = asyncio.get_running_loop().create_task(self._renew(), name="listener-counts")
+
+    async def admit(self, peer, stream_max, address_max):
+        """Why `peer` may not join (a sentence), or None once it is counted over every worker."""
+        try:
+            admitted, stream_total, address_total = await self._admit(
+                keys=[wire.WORKERS_KEY, self._listeners_key, self._addresses_key],
+                args=[wire.LISTENERS_PREFIX, wire.ADDRESSES_PREFIX, self._worker_id, peer.slug, peer.address,
+                      stream_max or 0, address_max or 0, TTL_SECONDS],
+            )
+        except RedisError as error:
+            logger.warning("Redis does not answer (%s): applying listener limits to this worker only", error)
+            self._dirty = True
+            refusal = local_refusal(peer, self._peers, stream_max, address_max)
+            if refusal is None:
+                self._counted.add(peer)  # Redis learns of it when it answers again (_rewrite)
+            return refusal
+        if not admitted:
+            return listener_refusal(stream_listeners=stream_total, stream_max=stream_max,
+                                    address_listeners=address_total, address_max=address_max)
+        self._counted.add(peer)
+        if peer not in self._peers:  # it left while Redis answered
+            self.left(peer)
+        return None
+
+    def left(self, peer):
+        """`peer` is gone: uncount it (without waiting for Redis)."""
+        if peer not in self._counted:
+            return
+        self._counted.discard(peer)
+        if self._dirty:
+            return  # the counts will be written again whole
+        task = asyncio.get_running_loop().create_task(self._uncount(peer.slug, peer.address))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _uncount(self, slug, address):
+        try:
+            await self._release(keys=[self._listeners_key, self._addresses_key], args=[slug, address])
+        except RedisError as error:
+            logger.warning("cannot uncount a listener in Redis (%s); recounting when it answers", error)
+            self._dirty = True
+
+    async def _renew(self):
+        while True:
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    if self._dirty:
+                        self._rewrite(pipe)
+                    pipe.expire(self._listeners_key, TTL_SECONDS)
+                    pipe.expire(self._addresses_key, TTL_SECONDS)
+                    if self._counted:
+                        pipe.sadd(wire.WORKERS_KEY, self._worker_id)
+                    await pipe.execute()
+                self._dirty = False
+            except RedisError as error:
+                logger.warning("cannot renew listener counts in Redis (%s)", error)
+                self._dirty = True
+            await asyncio.sleep(RENEW_SECONDS)
+
+    def _rewrite(self, pipe):
+        """Counts from this worker's own peers (after an error some steps may not have reached Redis)."""
+        self._counted = {peer for peer in self._counted if peer in self._peers}
+        streams, addresses = {}, {}
+        for peer in self._counted:
+            streams[peer.slug] = streams.get(peer.slug, 0) + 1
+            addresses[peer.address] = addresses.get(peer.address, 0) + 1
+        pipe.delete(self._listeners_key, self._addresses_key)
+        if streams:
+            pipe.hset(self._listeners_key, mapping=streams)
+            pipe.hset(self._addresses_key, mapping=addresses)
+
+    async def close(self):
+        self._task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        try:
+            await self._redis.delete(self._listeners_key, self._addresses_key)
+            await self._redis.srem(wire.WORKERS_KEY, self._worker_id)
+        except RedisError:
+            pass
+        await self._redis.aclose()
