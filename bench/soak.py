@@ -2,8 +2,10 @@
 
 1. `--cycles` connect / listen / close cycles (real aiortc listeners, `--parallel` at a time), on a
    sine profile and on a device profile (PulseAudio null-sink monitor), alternately.
-2. `--killed` listeners in one client process that is frozen (SIGSTOP), like phones that lost
-   the network, then killed: no WebSocket close, no DTLS goodbye, no answer to ICE consent
+2. `--killed` listeners in one client process that is killed (SIGKILL): no WebSocket close
+   frame, no DTLS goodbye; the kernel resets their TCP connections.
+3. `--killed` listeners in one client process that is frozen (SIGSTOP), like phones that lost
+   the network, then killed: their TCP connections stay open, nothing answers ICE consent
    checks. The server must find out by itself (consent expiry) and close them.
 Afterwards: zero peers, no capture thread, thread and file-descriptor counts back to the
 baseline taken after a warm-up, RSS growth reported (target: under 50 MB).
@@ -82,20 +84,21 @@ def create_device_profile(db):
                    capture_output=True)
 
 
-def kill_a_swarm(server, count):
+def vanish_a_swarm(server, count, how):
+    """`count` listeners in one client process that then vanishes: "killed" (SIGKILL) or
+    "frozen" (SIGSTOP). Seconds until the server has closed them all."""
     swarm = subprocess.Popen(
         [sys.executable, str(PROJECT / "bench" / "swarm.py"), "--url", server.ws_url("default"), "--count", str(count)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     swarm.stdout.readline()  # all connected
     wait_for(lambda: server.status()["connected_peers"] >= count, 30, f"{count} connected peers")
-    # Frozen, like phones that lost the network: their TCP connections stay open (a killed
-    # process would have its sockets closed by the kernel, which the server would notice at
-    # once), and nothing answers ICE consent checks any more.
-    swarm.send_signal(signal.SIGSTOP)
+    # Killed: the kernel closes its sockets, which the server notices at once. Frozen, like phones
+    # that lost the network: the TCP connections stay open and nothing answers ICE consent checks.
+    swarm.send_signal(signal.SIGKILL if how == "killed" else signal.SIGSTOP)
     vanished_at = time.monotonic()
     try:
-        wait_for(lambda: server.status()["peers"] == 0, 90, "the server to close the vanished listeners")
+        wait_for(lambda: server.status()["peers"] == 0, 90, f"the server to close the {how} listeners")
         return time.monotonic() - vanished_at
     finally:
         swarm.send_signal(signal.SIGKILL)
@@ -106,9 +109,10 @@ def soak_round(server, args, baseline):
     started = time.monotonic()
     failures = asyncio.run(churn(server, ["default", "desk"], args.cycles, args.parallel))
     print(f"{args.cycles} connect/listen/close cycles in {time.monotonic() - started:.0f} s, {failures} failed")
-    vanish_seconds = kill_a_swarm(server, args.killed)
-    print(f"{args.killed} listeners vanished without a goodbye: all closed by the server "
-          f"{vanish_seconds:.1f} s after they went silent (target: within 35 s)")
+    for how in ("killed", "frozen"):
+        seconds = vanish_a_swarm(server, args.killed, how)
+        print(f"{args.killed} listeners {how} without a goodbye: all closed by the server "
+              f"{seconds:.1f} s after they vanished (target: within 35 s)", flush=True)
     wait_for(lambda: (s := snapshot(server))["capture_threads"] == 0 and s["peers"] == 0, 15, "idle again")
     wait_for(lambda: snapshot(server)["threads"] <= baseline["threads"]
              and snapshot(server)["fds"] <= baseline["fds"], 30, "threads and fds back to baseline")
