@@ -107,8 +107,8 @@ async def lose_and_restore_the_device(listener, pulse, tone, hz):
     await asyncio.to_thread(pulse.load_null_sink, "virt")
     tone(hz)
     back = time.monotonic()
-    returned = await until(lambda: hears(listener, hz), 5, "the tone to return")
-    return silent, connection, returned - back, statuses()
+    await until(lambda: hears(listener, hz), 5, "the tone to return")
+    return silent, connection, time.monotonic() - back, statuses()
 
 
 def assert_lost_then_back(silent, connection, seconds_to_return, statuses):
@@ -132,3 +132,40 @@ def test_a_vanished_device_gives_silence_and_a_status_then_the_tone_returns(capt
             await listener.close()
 
     assert_lost_then_back(*run(scenario()))
+
+
+@pytest.fixture
+def fresh_capture_server(pulse, tmp_path):
+    """A daphne of its own (see tests/test_live_changes.py: tests that save through admin need one)."""
+    from django.conf import settings
+
+    from tests.rigs.daphne import DaphneServer
+
+    daphne = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log", extra_env=pulse.env).start()
+    yield daphne
+    daphne.stop()
+
+
+def test_switching_a_live_stream_from_the_sine_to_the_device_in_admin_takes_under_2_s(fresh_capture_server, tone):
+    from tests.test_live_changes import operator
+
+    server = fresh_capture_server
+    profile = StreamProfile.objects.create(name="Switch", slug="switch", sine_frequency=440)
+    admin = operator(server)
+    tone(1000)
+
+    async def scenario():
+        listener = Listener(server.ws_url("switch"))
+        await listener.connect()
+        try:
+            await until(lambda: hears(listener, 440), 15, "the 440 Hz sine")
+            saving = time.monotonic()
+            await asyncio.to_thread(admin.save_profile, profile, source="device", device_name=MONITOR)
+            await until(lambda: hears(listener, 1000, window=0.2), 10, "the device's 1 kHz")
+            return time.monotonic() - saving, listener.heard.messages
+        finally:
+            await listener.close()
+
+    seconds, messages = run(scenario())
+    assert seconds < 2, f"the device was heard {seconds:.2f} s after the save began"
+    assert [m["type"] for m in messages].count("answer") == 1  # the same connection throughout

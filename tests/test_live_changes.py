@@ -84,31 +84,37 @@ def test_a_bitrate_change_in_admin_reaches_a_live_listener_within_2_s_without_re
 
 
 def change_while_listening_until_closed(server, slug, profile, **changes):
-    """Listen, save `changes` in admin, wait for the server to close the socket; (close code, messages)."""
+    """Listen, save `changes` in admin, wait for the server to close the socket;
+    (close code, messages, seconds from the save's start to the close)."""
     admin = operator(server)
 
     async def scenario():
         listener = Listener(server.ws_url(slug))
         await listener.connect()
         await until(lambda: len(listener.heard.packets) >= 25, 20, "packets")
-        await asyncio.get_running_loop().run_in_executor(None, lambda: admin.save_profile(profile, **changes))
+        loop = asyncio.get_running_loop()
+        saving = loop.time()
+        await loop.run_in_executor(None, lambda: admin.save_profile(profile, **changes))
         await until(lambda: listener._ws.close_code is not None, 5, "the server to close the socket")
+        closed_after = loop.time() - saving
         await listener.close()
-        return listener._ws.close_code, listener.heard.messages
+        return listener._ws.close_code, listener.heard.messages, closed_after
 
     return run(scenario())
 
 
 def test_a_codec_change_asks_the_listener_to_renegotiate(fresh_server):
     profile = make_profile("recodec", channels=1, audio_bitrate=64_000)
-    close_code, messages = change_while_listening_until_closed(fresh_server, "recodec", profile, codec="pcmu")
+    close_code, messages, seconds = change_while_listening_until_closed(fresh_server, "recodec", profile, codec="pcmu")
     assert close_code == 4426
     assert {"type": "renegotiate", "message": "The stream changed to PCMU; reconnecting."} in messages
+    assert seconds < 2, f"told to renegotiate {seconds:.2f} s after the save began"
 
 
 def test_changing_access_to_logged_in_closes_anonymous_listeners_as_forbidden(fresh_server):
     profile = make_profile("closing-doors")
-    close_code, messages = change_while_listening_until_closed(fresh_server, "closing-doors", profile, access="login")
+    close_code, messages, _ = change_while_listening_until_closed(fresh_server, "closing-doors", profile,
+                                                                  access="login")
     assert close_code == 4403
     assert [m["code"] for m in messages if m["type"] == "error"] == ["forbidden"]
 
