@@ -140,11 +140,6 @@ def keeps_up(row):
             and row["late_or_lost_percent"] < 0.5)
 
 
-def server_keeps_up(row):
-    """The server's own view: its hub sent < 0.5 % of frames late and no listener queue overflowed."""
-    return row["server_late_frames"] <= 0.005 * max(row["server_frames"], 1) and row["server_dropped_packets"] == 0
-
-
 def run_mode(mode, steps, seconds, swarm_size, workdir, profile=False):
     db = prepare_database(workdir)
     env = {
