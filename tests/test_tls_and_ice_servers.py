@@ -101,21 +101,24 @@ def test_ice_servers_from_settings_reach_the_page_and_the_server_peer(tmp_path):
     assert stun.responder.requests >= 1
 
 
-def test_check_deploy_passes_with_production_settings(tmp_path):
+@pytest.mark.parametrize("https", ["daphne's own TLS", "an HTTPS reverse proxy"])
+def test_check_deploy_passes_with_production_settings(tmp_path, https):
     import os
     import secrets
     import subprocess
     import sys
 
-    cert, key, _ = self_signed_certificate(tmp_path)
     env = {
         **os.environ,
         "RTC_SECRET_KEY": secrets.token_urlsafe(50),
         "RTC_DEBUG": "0",
         "RTC_ALLOWED_HOSTS": "radio.example.org",
-        "RTC_TLS_CERT": str(cert),
-        "RTC_TLS_KEY": str(key),
     }
+    if https == "daphne's own TLS":
+        cert, key, _ = self_signed_certificate(tmp_path)
+        env.update(RTC_TLS_CERT=str(cert), RTC_TLS_KEY=str(key))
+    else:
+        env.update(RTC_TRUSTED_PROXY="1", RTC_BEHIND_HTTPS_PROXY="1")
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         env=env, capture_output=True, text=True, timeout=60,
