@@ -185,3 +185,27 @@ def test_a_codec_change_in_admin_makes_the_page_reconnect_by_itself_with_the_new
             assert page.evaluate("window.rtcCaster.connection.attempts") == 2  # one reconnect, no click
     finally:
         server.stop()
+
+
+def test_the_pages_peer_connection_gets_the_servers_stun_and_turn_servers(tmp_path):
+    """RTC_ICE_SERVERS reach the browser's own RTCPeerConnection, TURN credentials included.
+    (Nothing listens on port 9: only the configuration is checked here; that the server's
+    peer uses them is tests/test_tls_and_ice_servers.py's test with a real STUN server.)"""
+    import json
+
+    servers = [{"urls": "stun:127.0.0.1:9"},
+               {"urls": "turn:127.0.0.1:9?transport=udp", "username": "venue", "credential": "s3cret"}]
+    make_profile("behind-nat")
+    server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log",
+                          extra_env={"RTC_ICE_SERVERS": json.dumps(servers)}).start()
+    try:
+        with chromium_page() as page:
+            page.goto(server.url("/listen/behind-nat/"))
+            page.click("#listen")
+            wait_for(lambda: page.evaluate("Boolean(window.rtcCaster.connection.pc)"), 10, "the page's peer")
+            used = page.evaluate("window.rtcCaster.connection.pc.getConfiguration().iceServers")
+    finally:
+        server.stop()
+    normalized = [{**entry, "urls": [entry["urls"]] if isinstance(entry["urls"], str) else entry["urls"]}
+                  for entry in used]
+    assert normalized == [{**entry, "urls": [entry["urls"]]} for entry in servers]
