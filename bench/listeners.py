@@ -84,8 +84,10 @@ def function_of(frame):
     return f"{name} ({place.rsplit(':', 1)[0]})" if place else name
 
 
-def run_step(server, count, seconds, swarm_size, profile=False, during=None):
-    """N listeners for `seconds`; `during(server, seconds)`, if given, runs while they listen."""
+def run_step(server, count, seconds, swarm_size, profile=False, during=None, idle_rss_mb=None):
+    """N listeners for `seconds`; `during(server, seconds)`, if given, runs while they listen.
+    RSS growth is reported per listener from just before this step, and from `idle_rss_mb`
+    (the server before its first listener) if given."""
     pid = server.process.pid
     before = proc_status(pid)
     swarms = Swarms([server.ws_url("default")], count, seconds, swarm_size)
@@ -122,6 +124,7 @@ def run_step(server, count, seconds, swarm_size, profile=False, during=None):
         "machine_cpu_per_second": machine_busy / wall,
         "rss_mb": during["rss_mb"],
         "rss_growth_mb_per_listener": (during["rss_mb"] - before["rss_mb"]) / count,
+        "rss_growth_since_idle_mb_per_listener": (during["rss_mb"] - idle_rss_mb) / count if idle_rss_mb else None,
         "threads": during["threads"],
         "threads_before": before["threads"],
     }
@@ -148,10 +151,13 @@ def run_mode(mode, steps, seconds, swarm_size, workdir, profile=False):
         "RTC_MAX_LISTENERS_PER_ADDRESS": "0",  # every benchmark listener comes from 127.0.0.1
     }
     server = DaphneServer(db, Path(workdir) / f"{mode}.log", extra_env=env).start()
+    server.status()  # the first request's imports belong to the idle server
+    idle_rss_mb = proc_status(server.process.pid)["rss_mb"]
+    print(f"{mode:>12}  idle server: rss={idle_rss_mb:.0f} MB", flush=True)
     rows = []
     try:
         for count in steps:
-            row = run_step(server, count, seconds, swarm_size, profile)
+            row = run_step(server, count, seconds, swarm_size, profile, idle_rss_mb=idle_rss_mb)
             row["mode"] = mode
             rows.append(row)
             print_row(row)
@@ -167,7 +173,8 @@ def print_row(row):
     print(f"{row['mode']:>12}  N={row['listeners']:>4}  connected={row['connected']:>4}  "
           f"cpu={row['cpu_per_second']:.2f} s/s  {row['cpu_us_per_listener_packet'] or 0:7.1f} us/listener-packet  "
           f"pkts/listener/s={row['packets_per_listener_per_second']:5.1f}  late+lost={row['late_or_lost_percent']:.2f}%  "
-          f"rss={row['rss_mb']:.0f} MB (+{row['rss_growth_mb_per_listener']:.3f}/listener)  "
+          f"rss={row['rss_mb']:.0f} MB (+{row['rss_growth_mb_per_listener']:.3f}/listener in this step, "
+          f"+{row['rss_growth_since_idle_mb_per_listener']:.3f}/listener since idle)  "
           f"threads={row['threads']} (before {row['threads_before']})  "
           f"server late frames={row['server_late_frames']}/{row['server_frames']} dropped={row['server_dropped_packets']}  "
           f"clients cpu={row['clients_cpu_per_second']:.2f} s/s  machine cpu={row['machine_cpu_per_second']:.2f}/{os.cpu_count()}  "
