@@ -170,11 +170,12 @@ def run_mode(mode, steps, seconds, swarm_size, workdir, profile=False):
 
 
 def print_row(row):
+    since_idle = row.get("rss_growth_since_idle_mb_per_listener")
+    since_idle = f", +{since_idle:.3f}/listener since idle" if since_idle is not None else ""
     print(f"{row['mode']:>12}  N={row['listeners']:>4}  connected={row['connected']:>4}  "
           f"cpu={row['cpu_per_second']:.2f} s/s  {row['cpu_us_per_listener_packet'] or 0:7.1f} us/listener-packet  "
           f"pkts/listener/s={row['packets_per_listener_per_second']:5.1f}  late+lost={row['late_or_lost_percent']:.2f}%  "
-          f"rss={row['rss_mb']:.0f} MB (+{row['rss_growth_mb_per_listener']:.3f}/listener in this step, "
-          f"+{row['rss_growth_since_idle_mb_per_listener']:.3f}/listener since idle)  "
+          f"rss={row['rss_mb']:.0f} MB (+{row['rss_growth_mb_per_listener']:.3f}/listener in this step{since_idle})  "
           f"threads={row['threads']} (before {row['threads_before']})  "
           f"server late frames={row['server_late_frames']}/{row['server_frames']} dropped={row['server_dropped_packets']}  "
           f"clients cpu={row['clients_cpu_per_second']:.2f} s/s  machine cpu={row['machine_cpu_per_second']:.2f}/{os.cpu_count()}  "
