@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import sdp
-from .limits import MessageRate
+from .limits import MessageRate, Seat
 from .models import StreamProfile
 from .peers import ListenerPeer, OfferRejected
 from .runtime import get_runtime, status_group
@@ -57,6 +57,7 @@ class ListenConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
         self.peer = None
+        self.seat = None  # its place in the listener limits, once admitted
         self.offer_timer = None
         self.closing = False
         self.rate = MessageRate(settings.RTC_MAX_MESSAGES_PER_SECOND)
@@ -112,6 +113,13 @@ class ListenConsumer(AsyncWebsocketConsumer):
             for group in self.status_groups():
                 await self.channel_layer.group_discard(group, self.channel_name)
             await self.peer.close()
+        self.give_back_seat()
+
+    def give_back_seat(self):
+        """The listener's place in the stream's and its address's limits is free again."""
+        if self.seat is not None:
+            get_runtime().admission.left(self.seat)
+            self.seat = None
 
     @staticmethod
     def parse(text_data, bytes_data):
@@ -144,26 +152,25 @@ class ListenConsumer(AsyncWebsocketConsumer):
             )
         profile = self.profile
         runtime = get_runtime()
+        seat = Seat(profile.slug, self.client_address())
+        refusal = await runtime.admission.admit(seat, profile.max_listeners, settings.RTC_MAX_LISTENERS_PER_ADDRESS)
+        if refusal:
+            logger.info("%s refused on %s: %s", seat.address, profile.slug, refusal)
+            raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
+        self.seat = seat
         self.offer_timer.cancel()
         # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
         self.limits = sdp.opus_receiver_limits(offer)
         config = self.config = profile.stream_config().limited_by(self.limits)
-        self.peer = ListenerPeer(profile.slug, self.client_address(), runtime.hubs.subscribe(config), runtime.peers,
-                                 on_closed=self.peer_closed)
-        refusal = await runtime.admit(self.peer, profile.max_listeners)
-        if refusal:
-            logger.info("%s refused on %s: %s", self.peer.address, profile.slug, refusal)
-            await self.peer.close()
-            self.peer = None
-            raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
-        if self.closing:
-            return  # the listener left while the limits were checked (disconnect closed the peer)
-        logger.info("%r connecting from %s", self.peer, self.client_address())
+        track = runtime.hubs.subscribe(config)
+        self.peer = ListenerPeer(profile.slug, seat.address, track, runtime.peers, on_closed=self.peer_closed)
+        logger.info("%r connecting from %s", self.peer, seat.address)
         try:
             answer = await self.peer.answer(offer, config.codec, config.answer_fmtp(), profile.answer_bandwidth_kbps())
         except OfferRejected as rejected:
             await self.peer.close()
             self.peer = None  # the listener may send a corrected offer
+            self.give_back_seat()
             raise SignalingError(rejected.code, rejected.message) from None
         await self.send(text_data=json.dumps({"type": "answer", "sdp": answer}))
         for group in self.status_groups():

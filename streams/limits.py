@@ -1,6 +1,7 @@
 """Limits on what one socket, one client address and one stream may take: pure rules, tested directly."""
 import time
 from collections import deque
+from dataclasses import dataclass
 
 
 class MessageRate:
@@ -31,10 +32,38 @@ def listener_refusal(*, stream_listeners, stream_max, address_listeners, address
     return None
 
 
-def local_refusal(peer, peers, stream_max, address_max):
-    """listener_refusal for `peer` (with .slug, .address) counting the other `peers` of this process."""
-    others = [p for p in peers if p is not peer]
+@dataclass(eq=False)
+class Seat:
+    """A listener's place in a stream, taken before its peer is made and given back when it goes."""
+
+    slug: str
+    address: str
+
+
+def local_refusal(seat, seats, stream_max, address_max):
+    """listener_refusal for `seat` counting the other `seats` held in this process."""
+    others = [s for s in seats if s is not seat]
     return listener_refusal(
-        stream_listeners=sum(1 for p in others if p.slug == peer.slug), stream_max=stream_max,
-        address_listeners=sum(1 for p in others if p.address == peer.address), address_max=address_max,
+        stream_listeners=sum(1 for s in others if s.slug == seat.slug), stream_max=stream_max,
+        address_listeners=sum(1 for s in others if s.address == seat.address), address_max=address_max,
     )
+
+
+class LocalAdmission:
+    """The limits over this process's listeners (one process). ClusterAdmission's interface."""
+
+    def __init__(self):
+        self._counted = set()
+
+    async def admit(self, seat, stream_max, address_max):
+        """Why `seat`'s listener may not join (a sentence), or None: then it counts until left(seat)."""
+        refusal = local_refusal(seat, self._counted, stream_max, address_max)
+        if refusal is None:
+            self._counted.add(seat)
+        return refusal
+
+    def left(self, seat):
+        self._counted.discard(seat)
+
+    async def close(self):
+        self._counted.clear()

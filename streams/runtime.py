@@ -15,25 +15,12 @@ from .audio import sources
 from .audio.broadcast import BroadcastHub, HubRegistry
 from .audio.capture import AudioCaptureManager
 from .loopwatch import LoopLagMonitor
-from .limits import local_refusal
+from .limits import LocalAdmission
 from .memory import release_free_memory
 
 logger = logging.getLogger(__name__)
 
 IDLE_RELEASE_SECONDS = 2
-
-
-class PeerSet(set):
-    """The live listener peers; `on_leave(peer)` runs when one leaves."""
-
-    def __init__(self, on_leave):
-        super().__init__()
-        self._on_leave = on_leave
-
-    def discard(self, peer):
-        if peer in self:
-            super().discard(peer)
-            self._on_leave(peer)
 
 
 def status_group(slug, worker_id=None):
@@ -47,26 +34,15 @@ class StreamRuntime:
         self.worker_id = secrets.token_hex(4)
         self.captures = AudioCaptureManager(settings.RTC_CAPTURE_LINGER_SECONDS)
         self.hubs = HubRegistry(self.make_hub, on_empty=self._went_idle)
-        self.peers = PeerSet(on_leave=self._peer_left)
+        self.peers = set()
         self.loop_lag = LoopLagMonitor(every_minute=release_free_memory)
         self._pending = set()
-        self.cluster_admission = None
-        if settings.REDIS_URL:  # limits and counts over every worker
+        # Listener limits: over this process, or over every worker (counted in Redis).
+        self.admission = LocalAdmission()
+        if settings.REDIS_URL:
             from .relay.admission import ClusterAdmission
 
-            self.cluster_admission = ClusterAdmission(settings.REDIS_URL, self.worker_id, self.peers)
-
-    async def admit(self, peer, stream_max):
-        """Why `peer` may not join (a sentence), or None: the stream's limit and the per-address
-        limit, over every worker in multi-process mode."""
-        address_max = settings.RTC_MAX_LISTENERS_PER_ADDRESS
-        if self.cluster_admission:
-            return await self.cluster_admission.admit(peer, stream_max, address_max)
-        return local_refusal(peer, self.peers, stream_max, address_max)
-
-    def _peer_left(self, peer):
-        if self.cluster_admission:
-            self.cluster_admission.left(peer)
+            self.admission = ClusterAdmission(settings.REDIS_URL, self.worker_id)
 
     def make_hub(self, config, on_idle):
         if settings.REDIS_URL:  # multi-process mode: the media owner encodes, this worker relays
@@ -108,8 +84,7 @@ class StreamRuntime:
         self.hubs.stop_all()
         await self.captures.close()
         self.loop_lag.stop()
-        if self.cluster_admission:
-            await self.cluster_admission.close()
+        await self.admission.close()
         if peers:
             logger.info("closed %d listener(s) on shutdown", len(peers))
 

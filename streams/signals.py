@@ -1,5 +1,6 @@
 """Tell live listeners when an operator changes their stream, switches it off or deletes it."""
 import asyncio
+import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -10,11 +11,15 @@ from django.dispatch import receiver
 from .models import StreamProfile
 from .runtime import status_group
 
+logger = logging.getLogger(__name__)
+_sending = set()  # sends started from async code, kept until done (a bare task may be collected)
+
 
 def tell_listeners(slug, event):
     """Once the change is committed: listeners' consumers reload the profile from the database,
-    and before the commit another connection still reads the old one."""
-    transaction.on_commit(lambda: _send(slug, event))
+    and before the commit another connection still reads the old one. A channel layer that
+    does not answer is logged; the save stands."""
+    transaction.on_commit(lambda: _send(slug, event), robust=True)
 
 
 def _send(slug, event):
@@ -22,9 +27,14 @@ def _send(slug, event):
     try:
         loop = asyncio.get_running_loop()  # saved from async code: send without blocking the loop
     except RuntimeError:
-        async_to_sync(group_send)(status_group(slug), event)
+        try:
+            async_to_sync(group_send)(status_group(slug), event)
+        except Exception as error:  # e.g. Redis down: the operator's save must not fail for it
+            logger.warning("could not tell the listeners of %s about %s (%s)", slug, event["type"], error)
     else:
-        loop.create_task(group_send(status_group(slug), event))
+        task = loop.create_task(group_send(status_group(slug), event))
+        _sending.add(task)
+        task.add_done_callback(_sending.discard)
 
 
 def stop_listeners(slug):

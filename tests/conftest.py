@@ -46,3 +46,22 @@ def capture_server(pulse, django_db_setup, tmp_path_factory):
     daphne = DaphneServer(settings.DATABASES["default"]["NAME"], log, extra_env=env).start()
     yield daphne
     daphne.stop()
+
+
+@pytest.fixture
+def own_server(django_db_setup, tmp_path):
+    """Start daphne servers of a test's own, `own_server(extra_env)`; stopped after the test.
+    For tests that save through admin (a long-lived server's content-type cache goes stale when
+    the test database is flushed) or that need other settings."""
+    from tests.rigs.daphne import DaphneServer
+
+    started = []
+
+    def start(extra_env=None):
+        log = tmp_path / f"daphne-{len(started)}.log"
+        started.append(DaphneServer(settings.DATABASES["default"]["NAME"], log, extra_env=extra_env).start())
+        return started[-1]
+
+    yield start
+    for daphne in started:
+        daphne.stop()

@@ -15,3 +15,10 @@ def make_profile(slug, **fields):
 def run(coroutine, timeout=90):
     """Run a test scenario on a fresh event loop, failing it after `timeout` seconds."""
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
+
+
+def counted_listeners(redis_client, slug):
+    """Listeners of `slug` as every worker has counted them in Redis (streams/relay/admission.py)."""
+    from streams.relay import wire
+
+    return sum(int(redis_client.hget(key, slug) or 0) for key in redis_client.scan_iter(wire.LISTENERS_PREFIX + "*"))

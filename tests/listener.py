@@ -109,6 +109,13 @@ class Listener:
         await until(lambda: self.heard.seconds() >= seconds, timeout, f"{seconds} s of decoded audio")
         return self.heard
 
+    async def __aenter__(self):
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self.close()
+
     async def close(self):
         for task in (self._receiving, self._messages_task):
             if task:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from streams.models import StreamProfile
-from tests.helpers import run
+from tests.helpers import make_profile, run
+from tests.rigs.admin_http import operator
 from tests.listener import Listener, dominant_frequency
 from tests.conftest import MONITOR
 from tests.waiting import until, wait_for
@@ -58,14 +59,10 @@ def test_listener_hears_what_is_played_into_the_sink_and_follows_a_change(captur
     tone(1000)
 
     async def scenario():
-        listener = Listener(capture_server.ws_url("loopback"))
-        await listener.connect()
-        try:
+        async with Listener(capture_server.ws_url("loopback")) as listener:
             await until(lambda: hears(listener, 1000), 15, "1 kHz from the monitor")
             tone(2000)
             await until(lambda: hears(listener, 2000), 10, "the change to 2 kHz")
-        finally:
-            await listener.close()
 
     run(scenario())
 
@@ -124,47 +121,25 @@ def test_a_vanished_device_gives_silence_and_a_status_then_the_tone_returns(capt
     tone(1000)
 
     async def scenario():
-        listener = Listener(capture_server.ws_url("fragile"))
-        await listener.connect()
-        try:
+        async with Listener(capture_server.ws_url("fragile")) as listener:
             return await lose_and_restore_the_device(listener, pulse, tone, 1000)
-        finally:
-            await listener.close()
 
     assert_lost_then_back(*run(scenario()))
 
 
-@pytest.fixture
-def fresh_capture_server(pulse, tmp_path):
-    """A daphne of its own (see tests/test_live_changes.py: tests that save through admin need one)."""
-    from django.conf import settings
-
-    from tests.rigs.daphne import DaphneServer
-
-    daphne = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log", extra_env=pulse.env).start()
-    yield daphne
-    daphne.stop()
-
-
-def test_switching_a_live_stream_from_the_sine_to_the_device_in_admin_takes_under_2_s(fresh_capture_server, tone):
-    from tests.test_live_changes import operator
-
-    server = fresh_capture_server
-    profile = StreamProfile.objects.create(name="Switch", slug="switch", sine_frequency=440)
+def test_switching_a_live_stream_from_the_sine_to_the_device_in_admin_takes_under_2_s(own_server, pulse, tone):
+    server = own_server(pulse.env)
+    profile = make_profile("switch", sine_frequency=440)
     admin = operator(server)
     tone(1000)
 
     async def scenario():
-        listener = Listener(server.ws_url("switch"))
-        await listener.connect()
-        try:
+        async with Listener(server.ws_url("switch")) as listener:
             await until(lambda: hears(listener, 440), 15, "the 440 Hz sine")
             saving = time.monotonic()
             await asyncio.to_thread(admin.save_profile, profile, source="device", device_name=MONITOR)
             await until(lambda: hears(listener, 1000, window=0.2), 10, "the device's 1 kHz")
             return time.monotonic() - saving, listener.heard.messages
-        finally:
-            await listener.close()
 
     seconds, messages = run(scenario())
     assert seconds < 2, f"the device was heard {seconds:.2f} s after the save began"

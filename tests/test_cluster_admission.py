@@ -1,28 +1,20 @@
 """Listener limits over every worker (streams/relay/admission.py) against the real Redis, database 11.
 
-Two ClusterAdmission objects with their own worker ids stand for two worker processes; the
-peers are plain records with a slug and an address, as the limits only read those.
+Two ClusterAdmission objects with their own worker ids stand for two worker processes.
 """
 import asyncio
-from dataclasses import dataclass
 
 import pytest
 import redis
 
+from streams.limits import Seat
 from streams.relay import admission as admission_module
 from streams.relay import wire
 from streams.relay.admission import ClusterAdmission
-from streams.runtime import PeerSet
-from tests.helpers import run
+from tests.helpers import counted_listeners, run
 from tests.waiting import until
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
-
-
-@dataclass(eq=False)
-class Peer:
-    slug: str
-    address: str
 
 
 @pytest.fixture
@@ -35,22 +27,12 @@ def clean_redis():
 
 
 class Worker:
-    def __init__(self, worker_id):
-        self.peers = PeerSet(on_leave=lambda peer: self.admission.left(peer))
-        self.admission = ClusterAdmission(REDIS_URL, worker_id, self.peers)
+    def __init__(self, worker_id, redis_url=REDIS_URL):
+        self.admission = ClusterAdmission(redis_url, worker_id)
 
     async def join(self, slug, address, stream_max=0, address_max=0):
-        """Like the consumer: the peer exists, then asks to be admitted; refused, it leaves."""
-        peer = Peer(slug, address)
-        self.peers.add(peer)
-        refusal = await self.admission.admit(peer, stream_max, address_max)
-        if refusal:
-            self.peers.discard(peer)
-        return peer, refusal
-
-
-def listener_counts(client, slug):
-    return sum(int(client.hget(key, slug) or 0) for key in client.scan_iter(wire.LISTENERS_PREFIX + "*"))
+        seat = Seat(slug, address)
+        return seat, await self.admission.admit(seat, stream_max, address_max)
 
 
 def test_a_stream_limit_counts_the_listeners_of_every_worker(clean_redis):
@@ -60,9 +42,9 @@ def test_a_stream_limit_counts_the_listeners_of_every_worker(clean_redis):
         results.append(await second.join("hall", "10.0.0.9", stream_max=3))
         full = await second.join("hall", "10.0.0.10", stream_max=3)
         other_stream = await second.join("foyer", "10.0.0.10", stream_max=3)
-        counted = listener_counts(clean_redis, "hall")
-        first.peers.discard(results[0][0])  # a listener on the first worker leaves
-        await until(lambda: listener_counts(clean_redis, "hall") == 2, 5, "the leaver to be uncounted")
+        counted = counted_listeners(clean_redis, "hall")
+        first.admission.left(results[0][0])  # a listener on the first worker leaves
+        await until(lambda: counted_listeners(clean_redis, "hall") == 2, 5, "the leaver to be uncounted")
         after_leave = await second.join("hall", "10.0.0.10", stream_max=3)
         await asyncio.gather(first.admission.close(), second.admission.close())
         return results, full, other_stream, counted, after_leave
@@ -112,6 +94,7 @@ def test_a_dead_workers_listeners_stop_counting_when_its_counts_expire(clean_red
         again = await survivor.join("hall", "10.0.0.2", stream_max=1)
         workers = clean_redis.smembers(wire.WORKERS_KEY)
         await survivor.admission.close()
+        await doomed.admission._redis.aclose()
         return full[1], again[1], workers
 
     full, again, workers = run(scenario())
@@ -122,11 +105,27 @@ def test_a_dead_workers_listeners_stop_counting_when_its_counts_expire(clean_red
 
 def test_without_redis_the_limits_apply_to_this_worker_alone():
     async def scenario():
-        worker = Worker.__new__(Worker)
-        worker.peers = PeerSet(on_leave=lambda peer: worker.admission.left(peer))
-        worker.admission = ClusterAdmission("redis://127.0.0.1:1/0", "lonely", worker.peers)  # nothing listens
+        worker = Worker("lonely", redis_url="redis://127.0.0.1:1/0")  # nothing listens there
+        started = asyncio.get_running_loop().time()
         answers = [await worker.join("hall", f"10.0.0.{i}", stream_max=2) for i in range(3)]
+        seconds = asyncio.get_running_loop().time() - started
         await worker.admission.close()
-        return [refusal for _, refusal in answers]
+        return [refusal for _, refusal in answers], seconds
 
-    assert run(scenario()) == [None, None, "This stream is full (2 listeners). Try again later."]
+    refusals, seconds = run(scenario())
+    assert refusals == [None, None, "This stream is full (2 listeners). Try again later."]
+    assert seconds < 3 * (admission_module.REDIS_TIMEOUT_SECONDS + 0.5)  # no retries with backoff
+
+
+def test_counts_lost_in_redis_are_written_again_so_the_limit_still_holds(clean_redis):
+    async def scenario():
+        first, second = Worker("w1"), Worker("w2")
+        await first.join("hall", "10.0.0.1", stream_max=2)
+        await first.join("hall", "10.0.0.2", stream_max=2)
+        clean_redis.flushdb()  # Redis restarted empty
+        await until(lambda: counted_listeners(clean_redis, "hall") == 2, 5, "the first worker's counts written again")
+        refused = await second.join("hall", "10.0.0.3", stream_max=2)
+        await asyncio.gather(first.admission.close(), second.admission.close())
+        return refused[1]
+
+    assert run(scenario()) == "This stream is full (2 listeners). Try again later."

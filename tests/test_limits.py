@@ -53,6 +53,21 @@ def test_listener_refusal(counts, refused):
     assert (reason is None) if refused is None else reason.startswith(refused)
 
 
+def test_local_admission_counts_seats_until_they_are_given_back():
+    from streams.limits import LocalAdmission, Seat
+
+    async def scenario():
+        admission = LocalAdmission()
+        first, second, third = Seat("hall", "10.0.0.1"), Seat("hall", "10.0.0.2"), Seat("hall", "10.0.0.3")
+        results = [await admission.admit(first, 2, 0), await admission.admit(second, 2, 0),
+                   await admission.admit(third, 2, 0)]
+        admission.left(first)
+        results.append(await admission.admit(third, 2, 0))
+        return results
+
+    assert run(scenario()) == [None, None, "This stream is full (2 listeners). Try again later.", None]
+
+
 async def connected(slug, client=("127.0.0.1", 40000)):
     communicator = WebsocketCommunicator(APP, f"/ws/listen/{slug}/")
     communicator.scope["client"] = client

@@ -5,7 +5,6 @@ Tests that save get a server of their own: the test database is flushed between 
 which renumbers Django's content types, and a long-lived server would still hold the old
 ids in its cache (the admin's change log would then point at a missing content type)."""
 import asyncio
-import itertools
 import json
 import subprocess
 import sys
@@ -14,32 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiortc.clock import current_ms
-from django.contrib.auth import get_user_model
 
 from tests.helpers import make_profile, run
 from tests.listener import Listener
-from tests.rigs.admin_http import AdminOverHttp
-from tests.rigs.daphne import DaphneServer
+from tests.rigs.admin_http import operator
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-_operators = itertools.count()
-
-
 @pytest.fixture
-def fresh_server(tmp_path):
-    from django.conf import settings
-
-    daphne = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log").start()
-    yield daphne
-    daphne.stop()
-
-
-def operator(server):
-    name = f"operator{next(_operators)}"
-    get_user_model().objects.create_superuser(name, "", "operator-pw-1")
-    return AdminOverHttp(server.url()).log_in(name, "operator-pw-1")
+def fresh_server(own_server):
+    return own_server()
 
 
 def cbr_bitrate(packets):
@@ -168,6 +152,7 @@ def test_listeners_are_told_of_a_change_only_once_it_is_committed(monkeypatch):
     sent = []
     monkeypatch.setattr(signals, "_send", lambda slug, event: sent.append((slug, event["type"])))
     profile = make_profile("committed")
+    assert sent == [("committed", "stream.changed")]  # saved in autocommit: told at once
     sent.clear()
     with transaction.atomic():
         profile.audio_bitrate = 64_000

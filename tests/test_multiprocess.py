@@ -7,17 +7,18 @@ import asyncio
 
 import numpy as np
 import pytest
+import redis
 from aiortc.clock import current_ms
 from django.conf import settings
 
-from tests.helpers import make_profile, run
+from tests.helpers import counted_listeners, make_profile, run
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.daphne import DaphneServer
 from tests.rigs.owner import MediaOwnerProcess
+from tests.rigs.admin_http import operator
 from tests.test_live_changes import (
     assert_followed_within_2_s,
     follow_a_bitrate_change,
-    operator,
     stats_json,
     while_listening,
 )
@@ -32,8 +33,6 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, tmp_path_factory):
     """An owner and two workers sharing the test database and Redis."""
-    import redis
-
     redis.Redis.from_url(REDIS_URL).ping()  # fails (does not skip) when Redis is missing
     directory = tmp_path_factory.mktemp("cluster")
     db = settings.DATABASES["default"]["NAME"]
@@ -198,18 +197,6 @@ def test_disabling_a_profile_in_admin_stops_its_listeners_on_every_worker(cluste
         third.stop()
 
 
-def counted_listeners(slug):
-    import redis
-
-    from streams.relay import wire
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        return sum(int(client.hget(key, slug) or 0) for key in client.scan_iter(wire.LISTENERS_PREFIX + "*"))
-    finally:
-        client.close()
-
-
 def test_a_streams_listener_limit_holds_over_both_workers(cluster):
     owner, (first, second) = cluster
     make_profile("booth", sine_frequency=440, max_listeners=2)
@@ -226,7 +213,9 @@ def test_a_streams_listener_limit_holds_over_both_workers(cluster):
                 refused.append(str(error))
             await listener.close()
         await admitted[0].close()  # a place is free again, whichever worker it was on
-        await until(lambda: counted_listeners("booth") == 1, 10, "the leaver to be uncounted in Redis")
+        counts = redis.Redis.from_url(REDIS_URL)
+        await until(lambda: counted_listeners(counts, "booth") == 1, 10, "the leaver to be uncounted in Redis")
+        counts.close()
         late = Listener(second.ws_url("booth"))
         await late.connect()
         await asyncio.gather(admitted[1].listen_for(0.5), late.listen_for(0.5))

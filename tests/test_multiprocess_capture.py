@@ -42,15 +42,11 @@ def test_the_owner_captures_the_device_and_its_loss_reaches_a_workers_listener(o
     tone(2000)
 
     async def scenario():
-        listener = Listener(worker.ws_url("desk"))
-        await listener.connect()
-        try:
+        async with Listener(worker.ws_url("desk")) as listener:
             await until(lambda: hears(listener, 2000), 15, "the tone through owner and worker")
             worker_status = await asyncio.to_thread(worker.status)
             tone(1000)
             return await lose_and_restore_the_device(listener, pulse, tone, 1000), worker_status
-        finally:
-            await listener.close()
 
     lost_then_back, worker_status = run(scenario())
     assert_lost_then_back(*lost_then_back)  # device-lost came from the owner, through Redis

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 import websockets
-from django.conf import settings
 
 from tests.helpers import make_profile, run
 from tests.listener import connect_like_a_browser
-from tests.rigs.daphne import DaphneServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,17 +47,8 @@ async def offer(ws):
     return reply.get("code", reply["type"])
 
 
-@pytest.fixture
-def one_listener_per_address(tmp_path):
-    def start(trusted):
-        env = {"RTC_MAX_LISTENERS_PER_ADDRESS": "1", "RTC_TRUSTED_PROXY": "1" if trusted else "0"}
-        return DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / f"trusted-{trusted}.log",
-                            extra_env=env).start()
-
-    started = []
-    yield lambda trusted: started.append(start(trusted)) or started[-1]
-    for daphne in started:
-        daphne.stop()
+def one_listener_per_address(own_server, trusted):
+    return own_server({"RTC_MAX_LISTENERS_PER_ADDRESS": "1", "RTC_TRUSTED_PROXY": "1" if trusted else "0"})
 
 
 async def three_offers(server, slug):
@@ -73,15 +62,15 @@ async def three_offers(server, slug):
     return replies
 
 
-def test_behind_a_trusted_proxy_the_per_address_limit_counts_forwarded_addresses(one_listener_per_address):
+def test_behind_a_trusted_proxy_the_per_address_limit_counts_forwarded_addresses(own_server):
     make_profile("venue")
-    daphne = one_listener_per_address(trusted=True)
+    daphne = one_listener_per_address(own_server, trusted=True)
     # 198.51.100.1 is admitted, .2 too (another phone), a second .1 is refused.
     assert run(three_offers(daphne, "venue")) == ["answer", "answer", "too-many-listeners"]
 
 
-def test_without_a_trusted_proxy_forwarded_headers_are_ignored(one_listener_per_address):
+def test_without_a_trusted_proxy_forwarded_headers_are_ignored(own_server):
     make_profile("venue")
-    daphne = one_listener_per_address(trusted=False)
+    daphne = one_listener_per_address(own_server, trusted=False)
     # Every socket comes from 127.0.0.1, whatever the header claims: the second is refused.
     assert run(three_offers(daphne, "venue")) == ["answer", "too-many-listeners", "too-many-listeners"]

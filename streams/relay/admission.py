@@ -6,13 +6,17 @@ seconds' TTL that it renews every second, so a worker that dies stops counting; 
 itself in `rtc:workers`. Admitting a listener is one Lua script: it adds up every live
 worker's counts and counts the listener here only if both are under their limits, so two
 workers admitting at once cannot both take the last place. A listener that leaves is
-uncounted by another script. The counts only change by these two steps; after a Redis
-error the worker writes its counts again from its own peers.
+uncounted by another script. The counts only change by these steps, one at a time per worker
+(a lock); when Redis failed or lost them (a restart, an expiry) the worker writes them again
+from its own admitted peers. One Redis server, not Redis Cluster: the script reads the keys of
+every worker.
 """
 import asyncio
 import logging
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..limits import listener_refusal, local_refusal
@@ -22,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 TTL_SECONDS = 5
 RENEW_SECONDS = 1.0
+REDIS_TIMEOUT_SECONDS = 1.0  # a joining listener waits at most this long for Redis, then local limits apply
 
 # KEYS: workers set, this worker's listeners, this worker's addresses.
 # ARGV: listeners prefix, addresses prefix, this worker, slug, address, stream max, address max, TTL.
@@ -57,92 +62,101 @@ if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS
 
 
 class ClusterAdmission:
-    def __init__(self, redis_url, worker_id, peers):
-        self._redis = aioredis.from_url(redis_url)
+    def __init__(self, redis_url, worker_id):
+        self._redis = aioredis.from_url(redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                        socket_connect_timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0))
         self._worker_id = worker_id
         self._listeners_key = wire.LISTENERS_PREFIX + worker_id
         self._addresses_key = wire.ADDRESSES_PREFIX + worker_id
-        self._peers = peers
-        self._counted = set()  # this worker's peers that the Redis counts include
-        self._dirty = False
+        self._counted = set()  # the seats of this worker's admitted listeners
+        self._dirty = False  # the Redis counts may be wrong: write them again whole
+        self._lock = asyncio.Lock()  # one change of the counts at a time
+        self._closed = False
         self._admit = self._redis.register_script(ADMIT)
         self._release = self._redis.register_script(RELEASE)
         self._pending = set()
         self._task = asyncio.get_running_loop().create_task(self._renew(), name="listener-counts")
 
-    async def admit(self, peer, stream_max, address_max):
-        """Why `peer` may not join (a sentence), or None once it is counted over every worker."""
-        try:
-            admitted, stream_total, address_total = await self._admit(
-                keys=[wire.WORKERS_KEY, self._listeners_key, self._addresses_key],
-                args=[wire.LISTENERS_PREFIX, wire.ADDRESSES_PREFIX, self._worker_id, peer.slug, peer.address,
-                      stream_max or 0, address_max or 0, TTL_SECONDS],
-            )
-        except RedisError as error:
-            logger.warning("Redis does not answer (%s): applying listener limits to this worker only", error)
-            self._dirty = True
-            refusal = local_refusal(peer, self._peers, stream_max, address_max)
-            if refusal is None:
-                self._counted.add(peer)  # Redis learns of it when it answers again (_rewrite)
-            return refusal
-        if not admitted:
-            return listener_refusal(stream_listeners=stream_total, stream_max=stream_max,
-                                    address_listeners=address_total, address_max=address_max)
-        self._counted.add(peer)
-        if peer not in self._peers:  # it left while Redis answered
-            self.left(peer)
-        return None
+    async def admit(self, seat, stream_max, address_max):
+        """Why `seat`'s listener may not join (a sentence), or None once it is counted over
+        every worker: then it counts until left(seat)."""
+        async with self._lock:
+            try:
+                admitted, stream_total, address_total = await self._admit(
+                    keys=[wire.WORKERS_KEY, self._listeners_key, self._addresses_key],
+                    args=[wire.LISTENERS_PREFIX, wire.ADDRESSES_PREFIX, self._worker_id, seat.slug,
+                          seat.address, stream_max or 0, address_max or 0, TTL_SECONDS],
+                )
+            except RedisError as error:
+                logger.warning("Redis does not answer (%s): applying listener limits to this worker only", error)
+                self._dirty = True
+                refusal = local_refusal(seat, self._counted, stream_max, address_max)
+                if refusal is None:
+                    self._counted.add(seat)  # Redis learns of it when it answers again
+                return refusal
+            if not admitted:
+                return listener_refusal(stream_listeners=stream_total, stream_max=stream_max,
+                                        address_listeners=address_total, address_max=address_max)
+            self._counted.add(seat)
+            return None
 
-    def left(self, peer):
-        """`peer` is gone: uncount it (without waiting for Redis)."""
-        if peer not in self._counted:
+    def left(self, seat):
+        """`seat`'s listener is gone: uncount it (without waiting for Redis)."""
+        if seat not in self._counted or self._closed:
             return
-        self._counted.discard(peer)
-        if self._dirty:
-            return  # the counts will be written again whole
-        task = asyncio.get_running_loop().create_task(self._uncount(peer.slug, peer.address))
+        self._counted.discard(seat)
+        task = asyncio.get_running_loop().create_task(self._uncount(seat.slug, seat.address))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _uncount(self, slug, address):
-        try:
-            await self._release(keys=[self._listeners_key, self._addresses_key], args=[slug, address])
-        except RedisError as error:
-            logger.warning("cannot uncount a listener in Redis (%s); recounting when it answers", error)
-            self._dirty = True
+        async with self._lock:
+            if self._dirty:
+                return  # the counts will be written again whole
+            try:
+                await self._release(keys=[self._listeners_key, self._addresses_key], args=[slug, address])
+            except RedisError as error:
+                logger.warning("cannot uncount a listener in Redis (%s); recounting when it answers", error)
+                self._dirty = True
 
     async def _renew(self):
         while True:
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    if self._dirty:
-                        self._rewrite(pipe)
-                    pipe.expire(self._listeners_key, TTL_SECONDS)
-                    pipe.expire(self._addresses_key, TTL_SECONDS)
-                    if self._counted:
-                        pipe.sadd(wire.WORKERS_KEY, self._worker_id)
-                    await pipe.execute()
-                self._dirty = False
-            except RedisError as error:
-                logger.warning("cannot renew listener counts in Redis (%s)", error)
-                self._dirty = True
+            async with self._lock:
+                await self._renew_once()
             await asyncio.sleep(RENEW_SECONDS)
 
+    async def _renew_once(self):
+        rewrite, self._dirty = self._dirty, False
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if rewrite:
+                    self._rewrite(pipe)
+                if self._counted:
+                    pipe.sadd(wire.WORKERS_KEY, self._worker_id)
+                pipe.expire(self._listeners_key, TTL_SECONDS)
+                pipe.expire(self._addresses_key, TTL_SECONDS)
+                replies = await pipe.execute()
+            if self._counted and not all(replies[-2:]):
+                logger.warning("this worker's listener counts were gone from Redis (restarted?): writing them again")
+                self._dirty = True
+        except RedisError as error:
+            logger.warning("cannot renew listener counts in Redis (%s)", error)
+            self._dirty = True
+
     def _rewrite(self, pipe):
-        """Counts from this worker's own peers (after an error some steps may not have reached Redis)."""
-        self._counted = {peer for peer in self._counted if peer in self._peers}
         streams, addresses = {}, {}
-        for peer in self._counted:
-            streams[peer.slug] = streams.get(peer.slug, 0) + 1
-            addresses[peer.address] = addresses.get(peer.address, 0) + 1
+        for seat in self._counted:
+            streams[seat.slug] = streams.get(seat.slug, 0) + 1
+            addresses[seat.address] = addresses.get(seat.address, 0) + 1
         pipe.delete(self._listeners_key, self._addresses_key)
         if streams:
             pipe.hset(self._listeners_key, mapping=streams)
             pipe.hset(self._addresses_key, mapping=addresses)
 
     async def close(self):
+        self._closed = True
         self._task.cancel()
-        await asyncio.gather(*self._pending, return_exceptions=True)
+        await asyncio.gather(self._task, *self._pending, return_exceptions=True)
         try:
             await self._redis.delete(self._listeners_key, self._addresses_key)
             await self._redis.srem(wire.WORKERS_KEY, self._worker_id)

@@ -5,6 +5,7 @@ listeners, as an operator's save in a browser does (the test client would save i
 process, where no listener lives).
 """
 import http.cookiejar
+import itertools
 import re
 import urllib.parse
 import urllib.request
@@ -12,6 +13,16 @@ import urllib.request
 from django.forms.models import model_to_dict
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+_operators = itertools.count()
+
+
+def operator(server):
+    """A new superuser, logged in to `server`'s admin (needs the test database)."""
+    from django.contrib.auth import get_user_model
+
+    name = f"operator{next(_operators)}"
+    get_user_model().objects.create_superuser(name, "", "operator-pw-1")
+    return AdminOverHttp(server.url()).log_in(name, "operator-pw-1")
 
 
 class AdminOverHttp:
