@@ -18,7 +18,7 @@ for arg in "$@"; do
 done
 
 runtime_apt=(portaudio19-dev libasound2-plugins libopus0 pulseaudio-utils)
-dev_apt=(pulseaudio chromium redis-server)
+dev_apt=(pulseaudio chromium redis-server coturn)  # coturn: the TURN relay test
 redis_apt=(redis-server)
 
 say() { printf '[setup] %s\n' "$*"; }

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import websockets
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from streams import sdp
@@ -45,12 +45,15 @@ def ask_for_stereo(offer):
 class Listener:
     """Connect, negotiate, collect decoded audio (and the RTP packets) until told to stop."""
 
-    def __init__(self, ws_url, offer_edit=ask_for_stereo, ssl=None, ice_servers=()):
+    def __init__(self, ws_url, offer_edit=ask_for_stereo, ssl=None, ice_servers=(), relay_only=False):
+        """`ice_servers`: RTCIceServer list; `relay_only`: gather and use TURN relay candidates
+        only, like a listener that can reach the server only through its TURN relay."""
         self.ws_url = ws_url
         self.offer_edit = offer_edit
         self.ssl = ssl
         self.heard = Heard()
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers), iceTransportPolicy=policy))
         self._ws = None
         self._receiving = None
         self._messages_task = None

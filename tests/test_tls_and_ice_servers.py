@@ -101,6 +101,48 @@ def test_ice_servers_from_settings_reach_the_page_and_the_server_peer(tmp_path):
     assert stun.responder.requests >= 1
 
 
+def page_config(url):
+    """The listener page's configuration, as its script reads it (json_script "listener-config")."""
+    import re
+
+    with urllib.request.urlopen(url, timeout=10) as page:
+        html = page.read().decode()
+    return json.loads(re.search(r'<script id="listener-config" type="application/json">(.*?)</script>', html).group(1))
+
+
+def test_a_listener_that_can_only_use_a_turn_relay_hears_the_stream_through_coturn(own_server, tmp_path):
+    """A listener behind a NAT that lets nothing in: it takes the ICE servers from the listener
+    page, as the browser does, gathers only relay candidates on that TURN server, and all media
+    goes through coturn."""
+    from aiortc import RTCIceServer
+
+    from tests.rigs.turn import TurnServer
+
+    StreamProfile.objects.create(name="Far", slug="far", sine_frequency=523)
+    with TurnServer(tmp_path / "turn.log") as turn:
+        server = own_server({"RTC_ICE_SERVERS": json.dumps([turn.ice_server()])})
+        ice_servers = [RTCIceServer(**entry) for entry in page_config(server.url("/listen/far/"))["iceServers"]]
+
+        async def listen():
+            listener = Listener(server.ws_url("far"), ice_servers=ice_servers, relay_only=True)
+            try:
+                await listener.connect()
+                offer = listener.pc.localDescription.sdp
+                heard = await listener.listen_for(1.0)
+                return offer, heard
+            finally:
+                await listener.close()
+
+        offer, heard = asyncio.run(asyncio.wait_for(listen(), 60))
+        turn_log = turn.log()
+    candidates = [line for line in offer.split("\r\n") if line.startswith("a=candidate:")]
+    assert candidates and all(" typ relay " in line for line in candidates)
+    relay_ports = {int(line.split()[5]) for line in candidates}
+    assert all(turn.relay_ports[0] <= port <= turn.relay_ports[1] for port in relay_ports)
+    assert abs(dominant_frequency(heard.samples()[-24_000:, 0], heard.sample_rate) - 523) <= 5
+    assert "ALLOCATE processed, success" in turn_log and "peer 127.0.0.1:" in turn_log  # relayed to a peer
+
+
 @pytest.mark.parametrize("https", ["daphne's own TLS", "an HTTPS reverse proxy"])
 def test_check_deploy_passes_with_production_settings(tmp_path, https):
     import os
