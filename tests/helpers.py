@@ -22,3 +22,12 @@ def counted_listeners(redis_client, slug):
     from streams.relay import wire
 
     return sum(int(redis_client.hget(key, slug) or 0) for key in redis_client.scan_iter(wire.LISTENERS_PREFIX + "*"))
+
+
+def live_opus_kbps(admin_page, listeners):
+    """The Opus bitrate admin shows in its "Live now" text for a row of `listeners` listeners."""
+    import re
+
+    found = re.search(rf"{listeners} listeners · opus ([0-9.]+) kb/s", admin_page)
+    assert found, f"no '{listeners} listeners · opus … kb/s' in the admin page"
+    return float(found.group(1))
