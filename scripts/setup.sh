@@ -18,7 +18,10 @@ for arg in "$@"; do
 done
 
 runtime_apt=(portaudio19-dev libasound2-plugins libopus0 pulseaudio-utils)
-dev_apt=(pulseaudio chromium redis-server coturn)  # coturn: the TURN relay test
+dev_apt=(pulseaudio chromium redis-server coturn nginx-light)  # coturn, nginx: the TURN and reverse-proxy tests
+# Those two run as the tests' own processes; when the set-up installs them, their system
+# services are switched off again, so a developer's machine is not left serving TURN or HTTP.
+test_only_services=(coturn:coturn nginx-light:nginx)
 redis_apt=(redis-server)
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -41,6 +44,12 @@ install_system_packages() {
   say "installing system packages: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -d /run/systemd/system ] || return 0  # no systemd: nothing was started
+  for entry in "${test_only_services[@]}"; do
+    if printf '%s\n' "${missing[@]}" | grep -qx "${entry%%:*}"; then
+      $sudo systemctl disable --now "${entry#*:}" >/dev/null 2>&1 || true
+    fi
+  done
 }
 
 install_python_packages() {

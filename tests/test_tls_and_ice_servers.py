@@ -73,6 +73,31 @@ def test_a_listener_hears_the_tone_over_https_and_wss(tmp_path):
         server.stop()
 
 
+def test_behind_nginx_configured_as_the_readme_shows_a_listener_hears_the_stream_over_wss(own_server, tmp_path):
+    """nginx terminates TLS with the README's `location /` block; the server trusts its headers."""
+    from tests.rigs.nginx import PROXY_ADDRESS, NginxProxy
+
+    StreamProfile.objects.create(name="Proxied", slug="proxied", sine_frequency=587)
+    cert, key, context = self_signed_certificate(tmp_path)
+    server = own_server({"RTC_TRUSTED_PROXY": "1", "RTC_BEHIND_HTTPS_PROXY": "1"})
+    proxy = NginxProxy(tmp_path / "nginx", server.port, cert, key).start()
+    try:
+        with urllib.request.urlopen(proxy.url("/listen/proxied/"), context=context, timeout=10) as page:
+            assert page.status == 200 and b'"wsPath": "/ws/listen/proxied/"' in page.read()
+
+        async def hear():
+            async with Listener(proxy.ws_url("proxied"), ssl=context) as listener:
+                return await listener.listen_for(1.5)
+
+        heard = asyncio.run(asyncio.wait_for(hear(), 30))
+    finally:
+        proxy.stop()
+    assert abs(dominant_frequency(heard.samples()[9600:, 0], heard.sample_rate) - 587) <= 5
+    # The socket came from the proxy's address; the server took the client's from X-Forwarded-For.
+    assert "connecting from 127.0.0.1" in server.log()
+    assert f"from {PROXY_ADDRESS}" not in server.log()
+
+
 def test_ice_servers_from_settings_reach_the_page_and_the_server_peer(tmp_path):
     StreamProfile.objects.create(name="Nat", slug="nat")
     with StunServer(mapped_host="127.0.0.5") as stun:
