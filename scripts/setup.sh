@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up for running and for testing RTC Caster.
 #   scripts/setup.sh          system packages, .venv, requirements, migrations, default profile, admin user
-#   scripts/setup.sh --dev    the same plus what the test suite needs (PulseAudio, Chromium, Redis, pytest)
+#   scripts/setup.sh --dev    the same plus what the test suite needs (PulseAudio, Chromium, Redis, coturn, nginx, pytest)
 #   scripts/setup.sh --redis  the same plus a Redis server (multi-process mode on this machine)
 # A second run only checks: apt and pip are skipped when nothing changed.
 set -euo pipefail
