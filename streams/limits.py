@@ -40,12 +40,11 @@ class Seat:
     address: str
 
 
-def local_refusal(seat, seats, stream_max, address_max):
-    """listener_refusal for `seat` counting the other `seats` held in this process."""
-    others = [s for s in seats if s is not seat]
+def local_refusal(seat, held, stream_max, address_max):
+    """listener_refusal for a new `seat`, counting the seats already `held` in this process."""
     return listener_refusal(
-        stream_listeners=sum(1 for s in others if s.slug == seat.slug), stream_max=stream_max,
-        address_listeners=sum(1 for s in others if s.address == seat.address), address_max=address_max,
+        stream_listeners=sum(1 for s in held if s.slug == seat.slug), stream_max=stream_max,
+        address_listeners=sum(1 for s in held if s.address == seat.address), address_max=address_max,
     )
 
 

@@ -160,34 +160,31 @@ def test_the_page_fits_a_narrow_phone_without_sideways_scrolling(server, width):
         assert box["height"] >= 60 and box["width"] >= width - 40  # a big Listen button
 
 
-def test_a_codec_change_in_admin_makes_the_page_reconnect_by_itself_with_the_new_codec(tmp_path):
+def test_a_codec_change_in_admin_makes_the_page_reconnect_by_itself_with_the_new_codec(own_server):
     """Own server: saving through admin writes its change log (see tests/test_live_changes.py)."""
     from django.contrib.auth import get_user_model
 
     profile = make_profile("switcher", channels=1, audio_bitrate=64_000, sine_frequency=600)
     get_user_model().objects.create_superuser("switcher-op", "", "operator-pw-1")
-    server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log").start()
-    try:
-        with chromium_page() as page:
-            start_listening(page, server, "switcher")
-            wait_for(lambda: page.inner_text('[data-stat="codec"]').startswith("opus"), 10, "opus in the readout")
-            admin = page.context.new_page()
-            admin.goto(server.url(f"/admin/login/?next=/admin/streams/streamprofile/{profile.pk}/change/"))
-            admin.fill("#id_username", "switcher-op")
-            admin.fill("#id_password", "operator-pw-1")
-            admin.click("input[type=submit]")
-            admin.select_option("#id_codec", "pcmu")
-            admin.click("input[name=_save]")
-            wait_for(lambda: page.inner_text('[data-stat="codec"]').lower().startswith("pcmu"), 15,
-                     "the page to play PCMU")
-            wait_for(lambda: hears(page, 0, 600), 10, "600 Hz again")
-            assert status_state(page) == "connected"
-            assert page.evaluate("window.rtcCaster.connection.attempts") == 2  # one reconnect, no click
-    finally:
-        server.stop()
+    server = own_server()
+    with chromium_page() as page:
+        start_listening(page, server, "switcher")
+        wait_for(lambda: page.inner_text('[data-stat="codec"]').startswith("opus"), 10, "opus in the readout")
+        admin = page.context.new_page()
+        admin.goto(server.url(f"/admin/login/?next=/admin/streams/streamprofile/{profile.pk}/change/"))
+        admin.fill("#id_username", "switcher-op")
+        admin.fill("#id_password", "operator-pw-1")
+        admin.click("input[type=submit]")
+        admin.select_option("#id_codec", "pcmu")
+        admin.click("input[name=_save]")
+        wait_for(lambda: page.inner_text('[data-stat="codec"]').lower().startswith("pcmu"), 15,
+                 "the page to play PCMU")
+        wait_for(lambda: hears(page, 0, 600), 10, "600 Hz again")
+        assert status_state(page) == "connected"
+        assert page.evaluate("window.rtcCaster.connection.attempts") == 2  # one reconnect, no click
 
 
-def test_the_pages_peer_connection_gets_the_servers_stun_and_turn_servers(tmp_path):
+def test_the_pages_peer_connection_gets_the_servers_stun_and_turn_servers(own_server):
     """RTC_ICE_SERVERS reach the browser's own RTCPeerConnection, TURN credentials included.
     (Nothing listens on port 9: only the configuration is checked here; that the server's
     peer uses them is tests/test_tls_and_ice_servers.py's test with a real STUN server.)"""
@@ -196,16 +193,13 @@ def test_the_pages_peer_connection_gets_the_servers_stun_and_turn_servers(tmp_pa
     servers = [{"urls": "stun:127.0.0.1:9"},
                {"urls": "turn:127.0.0.1:9?transport=udp", "username": "venue", "credential": "s3cret"}]
     make_profile("behind-nat")
-    server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log",
-                          extra_env={"RTC_ICE_SERVERS": json.dumps(servers)}).start()
-    try:
-        with chromium_page() as page:
-            page.goto(server.url("/listen/behind-nat/"))
-            page.click("#listen")
-            wait_for(lambda: page.evaluate("Boolean(window.rtcCaster.connection.pc)"), 10, "the page's peer")
-            used = page.evaluate("window.rtcCaster.connection.pc.getConfiguration().iceServers")
-    finally:
-        server.stop()
+    server = own_server({"RTC_ICE_SERVERS": json.dumps(servers)})
+    with chromium_page() as page:
+        page.goto(server.url("/listen/behind-nat/"))
+        page.click("#listen")
+        wait_for(lambda: page.evaluate("Boolean(window.rtcCaster.connection.pc)"), 10, "the page's peer")
+        used = page.evaluate("window.rtcCaster.connection.pc.getConfiguration().iceServers")
+
     def normalized(entry):  # Chromium fills in empty credentials and may list urls
         urls = entry["urls"]
         return {"urls": [urls] if isinstance(urls, str) else urls, "username": entry.get("username", ""),

@@ -79,26 +79,23 @@ def test_listeners_on_two_workers_get_the_same_packets_from_the_one_owner(cluste
     assert owner.log().count("starting everywhere") == 1  # encoded once, in the owner
 
 
-def test_a_worker_killed_leaves_the_other_workers_listeners_without_a_gap(cluster, tmp_path):
+def test_a_worker_killed_leaves_the_other_workers_listeners_without_a_gap(cluster, own_server):
     owner, (first, second) = cluster
     make_profile("survivor", sine_frequency=523)
-    doomed = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "doomed.log",
-                          extra_env={"REDIS_URL": REDIS_URL}).start()
-    try:
-        async def scenario():
-            staying, leaving = Listener(first.ws_url("survivor")), Listener(doomed.ws_url("survivor"))
-            await asyncio.gather(staying.connect(), leaving.connect())
-            await asyncio.gather(staying.listen_for(1.0), leaving.listen_for(1.0))
-            killed_at = staying.heard.packets[-1][0]
-            doomed.kill()
-            count = len(staying.heard.packets)
-            await until(lambda: len(staying.heard.packets) >= count + 100, 10, "2 s more on the other worker")
-            await asyncio.gather(staying.close(), leaving.close(), return_exceptions=True)
-            return staying.heard, killed_at
+    doomed = own_server({"REDIS_URL": REDIS_URL})
 
-        heard, killed_at = run(scenario())
-    finally:
-        doomed.stop()
+    async def scenario():
+        staying, leaving = Listener(first.ws_url("survivor")), Listener(doomed.ws_url("survivor"))
+        await asyncio.gather(staying.connect(), leaving.connect())
+        await asyncio.gather(staying.listen_for(1.0), leaving.listen_for(1.0))
+        killed_at = staying.heard.packets[-1][0]
+        doomed.kill()
+        count = len(staying.heard.packets)
+        await until(lambda: len(staying.heard.packets) >= count + 100, 10, "2 s more on the other worker")
+        await asyncio.gather(staying.close(), leaving.close(), return_exceptions=True)
+        return staying.heard, killed_at
+
+    heard, killed_at = run(scenario())
     assert arrivals_gap(heard, killed_at) < 100
     after = [p for p in heard.packets if p[0] >= killed_at]
     assert set(np.diff([p[1] for p in after]) % (1 << 16)) == {1}  # no packet lost
@@ -144,17 +141,13 @@ def test_a_restarted_owner_brings_the_sound_back_within_5_s_without_reconnecting
         assert abs(tail_frequency(heard) - 660) <= 5
 
 
-def test_a_bitrate_change_in_admin_reaches_listeners_on_both_workers_within_2_s(cluster, tmp_path):
+def test_a_bitrate_change_in_admin_reaches_listeners_on_both_workers_within_2_s(cluster, own_server):
     owner, (first, second) = cluster
     profile = make_profile("retune-everywhere", opus_cbr=True, audio_bitrate=96_000, sine_frequency=440)
     # The operator uses a third worker (a fresh one: see tests/test_live_changes.py on content types).
-    third = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "third.log",
-                         extra_env={"REDIS_URL": REDIS_URL}).start()
-    try:
-        heards, saved_at = follow_a_bitrate_change(first.ws_url("retune-everywhere"), operator(third), profile,
-                                                  other_listen_url=second.ws_url("retune-everywhere"))
-    finally:
-        third.stop()
+    third = own_server({"REDIS_URL": REDIS_URL})
+    heards, saved_at = follow_a_bitrate_change(first.ws_url("retune-everywhere"), operator(third), profile,
+                                              other_listen_url=second.ws_url("retune-everywhere"))
     for heard in heards:
         assert_followed_within_2_s(heard, saved_at)
 
@@ -177,29 +170,24 @@ def test_admin_and_stats_add_up_listeners_over_both_workers(cluster):
     assert live_opus_kbps(changelist, 3) == pytest.approx(48, rel=0.05)
 
 
-def test_disabling_a_profile_in_admin_stops_its_listeners_on_every_worker(cluster, tmp_path):
+def test_disabling_a_profile_in_admin_stops_its_listeners_on_every_worker(cluster, own_server):
     owner, (first, second) = cluster
     profile = make_profile("last-call")
-    third = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "third.log",
-                         extra_env={"REDIS_URL": REDIS_URL}).start()
-    try:
-        admin = operator(third)
+    admin = operator(own_server({"REDIS_URL": REDIS_URL}))
 
-        async def scenario():
-            listeners = [Listener(first.ws_url("last-call")), Listener(second.ws_url("last-call"))]
-            await asyncio.gather(*(listener.connect() for listener in listeners))
-            await until(lambda: all(len(listener.heard.packets) >= 25 for listener in listeners), 20, "packets")
-            await asyncio.get_running_loop().run_in_executor(None, lambda: admin.save_profile(profile, enabled=False))
-            await until(lambda: all(listener._ws.close_code is not None for listener in listeners), 5,
-                        "both workers to close their listeners")
-            await asyncio.gather(*(listener.close() for listener in listeners))
-            return [(listener._ws.close_code, listener.heard.messages) for listener in listeners]
+    async def scenario():
+        listeners = [Listener(first.ws_url("last-call")), Listener(second.ws_url("last-call"))]
+        await asyncio.gather(*(listener.connect() for listener in listeners))
+        await until(lambda: all(len(listener.heard.packets) >= 25 for listener in listeners), 20, "packets")
+        await asyncio.get_running_loop().run_in_executor(None, lambda: admin.save_profile(profile, enabled=False))
+        await until(lambda: all(listener._ws.close_code is not None for listener in listeners), 5,
+                    "both workers to close their listeners")
+        await asyncio.gather(*(listener.close() for listener in listeners))
+        return [(listener._ws.close_code, listener.heard.messages) for listener in listeners]
 
-        for close_code, messages in run(scenario()):
-            assert close_code == 4404
-            assert [m["code"] for m in messages if m["type"] == "error"] == ["stream-stopped"]
-    finally:
-        third.stop()
+    for close_code, messages in run(scenario()):
+        assert close_code == 4404
+        assert [m["code"] for m in messages if m["type"] == "error"] == ["stream-stopped"]
 
 
 def test_a_streams_listener_limit_holds_over_both_workers(cluster):

@@ -3,6 +3,7 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import re
 import ssl
 import urllib.request
 
@@ -11,12 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from django.conf import settings
 
 from streams import sdp
 from streams.models import StreamProfile
 from tests.listener import Listener, dominant_frequency
-from tests.rigs.daphne import DaphneServer
 from tests.rigs.stun import StunServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,30 +46,34 @@ def self_signed_certificate(directory):
     return cert_path, key_path, context
 
 
-def test_a_listener_hears_the_tone_over_https_and_wss(tmp_path):
+def page_config(url):
+    """The listener page's configuration, as its script reads it (json_script "listener-config")."""
+    with urllib.request.urlopen(url, timeout=10) as page:
+        html = page.read().decode()
+    return json.loads(re.search(r'<script id="listener-config" type="application/json">(.*?)</script>', html).group(1))
+
+
+def frequency_heard_over_https(server, slug, context):
+    """Load `slug`'s page over HTTPS from `server` (daphne, or a proxy in front of it), listen
+    over WSS, and return the frequency heard."""
+    with urllib.request.urlopen(server.url(f"/listen/{slug}/"), context=context, timeout=10) as page:
+        assert page.status == 200 and f'"wsPath": "/ws/listen/{slug}/"'.encode() in page.read()
+
+    async def hear():
+        async with Listener(server.ws_url(slug), ssl=context) as listener:
+            return await listener.listen_for(1.5)
+
+    heard = asyncio.run(asyncio.wait_for(hear(), 30))
+    return dominant_frequency(heard.samples()[9600:, 0], heard.sample_rate)
+
+
+def test_a_listener_hears_the_tone_over_https_and_wss(own_server, tmp_path):
     StreamProfile.objects.create(name="Secure", slug="secure", sine_frequency=523)
     cert, key, context = self_signed_certificate(tmp_path)
-    env = {"RTC_TLS_CERT": str(cert), "RTC_TLS_KEY": str(key)}
-    server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log", extra_env=env).start()
-    try:
-        assert server.url().startswith("https://") and server.ws_url("secure").startswith("wss://")
-        with urllib.request.urlopen(server.url("/listen/secure/"), context=context, timeout=10) as page:
-            assert page.status == 200 and b'"wsPath": "/ws/listen/secure/"' in page.read()
-
-        async def hear():
-            listener = Listener(server.ws_url("secure"), ssl=context)
-            try:
-                await listener.connect()
-                return await listener.listen_for(1.5)
-            finally:
-                await listener.close()
-
-        heard = asyncio.run(asyncio.wait_for(hear(), 30))
-        samples = heard.samples()[9600:, 0]
-        assert abs(dominant_frequency(samples, heard.sample_rate) - 523) <= 5
-        assert "(https)" in server.log()
-    finally:
-        server.stop()
+    server = own_server({"RTC_TLS_CERT": str(cert), "RTC_TLS_KEY": str(key)})
+    assert server.url().startswith("https://") and server.ws_url("secure").startswith("wss://")
+    assert abs(frequency_heard_over_https(server, "secure", context) - 523) <= 5
+    assert "(https)" in server.log()
 
 
 def test_behind_nginx_configured_as_the_readme_shows_a_listener_hears_the_stream_over_wss(own_server, tmp_path):
@@ -82,57 +85,31 @@ def test_behind_nginx_configured_as_the_readme_shows_a_listener_hears_the_stream
     server = own_server({"RTC_TRUSTED_PROXY": "1", "RTC_BEHIND_HTTPS_PROXY": "1"})
     proxy = NginxProxy(tmp_path / "nginx", server.port, cert, key).start()
     try:
-        with urllib.request.urlopen(proxy.url("/listen/proxied/"), context=context, timeout=10) as page:
-            assert page.status == 200 and b'"wsPath": "/ws/listen/proxied/"' in page.read()
-
-        async def hear():
-            async with Listener(proxy.ws_url("proxied"), ssl=context) as listener:
-                return await listener.listen_for(1.5)
-
-        heard = asyncio.run(asyncio.wait_for(hear(), 30))
+        assert abs(frequency_heard_over_https(proxy, "proxied", context) - 587) <= 5
     finally:
         proxy.stop()
-    assert abs(dominant_frequency(heard.samples()[9600:, 0], heard.sample_rate) - 587) <= 5
     # The socket came from the proxy's address; the server took the client's from X-Forwarded-For.
     assert "connecting from 127.0.0.1" in server.log()
     assert f"from {PROXY_ADDRESS}" not in server.log()
 
 
-def test_ice_servers_from_settings_reach_the_page_and_the_server_peer(tmp_path):
+def test_ice_servers_from_settings_reach_the_page_and_the_server_peer(own_server):
     StreamProfile.objects.create(name="Nat", slug="nat")
     with StunServer(mapped_host="127.0.0.5") as stun:
         servers = [{"urls": f"stun:127.0.0.1:{stun.port}"}]
-        env = {"RTC_ICE_SERVERS": json.dumps(servers)}
-        server = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "app.log", extra_env=env).start()
-        try:
-            with urllib.request.urlopen(server.url("/listen/nat/"), timeout=10) as page:
-                config = page.read().decode()
-            assert json.dumps(servers) in config.replace("\\u0022", '"')  # the page's RTCPeerConnection gets them
+        server = own_server({"RTC_ICE_SERVERS": json.dumps(servers)})
+        # The page's script hands these to its RTCPeerConnection.
+        assert page_config(server.url("/listen/nat/"))["iceServers"] == servers
 
-            async def answer_sdp():
-                listener = Listener(server.ws_url("nat"), ice_servers=[])
-                try:
-                    await listener.connect()
-                    return listener.heard.answer_sdp
-                finally:
-                    await listener.close()
+        async def answer_sdp():
+            async with Listener(server.ws_url("nat"), ice_servers=[]) as listener:
+                return listener.heard.answer_sdp
 
-            answer = asyncio.run(asyncio.wait_for(answer_sdp(), 30))
-        finally:
-            server.stop()
+        answer = asyncio.run(asyncio.wait_for(answer_sdp(), 30))
     candidates = [line for line in answer.split("\r\n") if line.startswith("a=candidate:")]
     srflx = [line for line in candidates if " typ srflx " in line]
     assert srflx and sdp.candidate_address(srflx[0]) == "127.0.0.5"  # the server asked our STUN server
     assert stun.responder.requests >= 1
-
-
-def page_config(url):
-    """The listener page's configuration, as its script reads it (json_script "listener-config")."""
-    import re
-
-    with urllib.request.urlopen(url, timeout=10) as page:
-        html = page.read().decode()
-    return json.loads(re.search(r'<script id="listener-config" type="application/json">(.*?)</script>', html).group(1))
 
 
 def test_a_listener_that_can_only_use_a_turn_relay_hears_the_stream_through_coturn(own_server, tmp_path):
@@ -149,14 +126,8 @@ def test_a_listener_that_can_only_use_a_turn_relay_hears_the_stream_through_cotu
         ice_servers = [RTCIceServer(**entry) for entry in page_config(server.url("/listen/far/"))["iceServers"]]
 
         async def listen():
-            listener = Listener(server.ws_url("far"), ice_servers=ice_servers, relay_only=True)
-            try:
-                await listener.connect()
-                offer = listener.pc.localDescription.sdp
-                heard = await listener.listen_for(1.0)
-                return offer, heard
-            finally:
-                await listener.close()
+            async with Listener(server.ws_url("far"), ice_servers=ice_servers, relay_only=True) as listener:
+                return listener.pc.localDescription.sdp, await listener.listen_for(1.0)
 
         offer, heard = asyncio.run(asyncio.wait_for(listen(), 60))
         turn_log = turn.log()

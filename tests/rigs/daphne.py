@@ -2,13 +2,11 @@
 import json
 import os
 import socket
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from tests.rigs.process import ServerProcess
-from tests.waiting import wait_for
+from tests.rigs.process import ServerProcess, accepts_tcp
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -35,17 +33,9 @@ class DaphneServer(ServerProcess):
 
     def start(self, timeout=30):
         command = [sys.executable, str(PROJECT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, cwd=PROJECT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for(self._answers, timeout, f"daphne on port {self.port} (log: {self.log_path})")
+        self.launch(command, lambda: accepts_tcp(self.port), f"daphne on port {self.port}", timeout,
+                    cwd=PROJECT, env=self.env)
         return self
-
-    def _answers(self):
-        if self.process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {self.process.returncode}; see {self.log_path}")
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def url(self, path="/"):
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"

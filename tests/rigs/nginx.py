@@ -6,13 +6,10 @@ on the socket and the client's (127.0.0.1) only in X-Forwarded-For.
 """
 import re
 import shutil
-import socket
-import subprocess
 from pathlib import Path
 
 from .daphne import free_port
-from .process import ServerProcess
-from ..waiting import wait_for
+from .process import ServerProcess, accepts_tcp
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PROXY_ADDRESS = "127.0.0.2"
@@ -63,17 +60,9 @@ http {{
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             raise RuntimeError("nginx is missing: run scripts/setup.sh --dev")
-        self.process = subprocess.Popen([binary, "-p", str(self.directory), "-c", str(self.config),
-                                         "-e", str(self.log_path)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._answers, timeout, f"nginx on 127.0.0.1:{self.port} (log: {self.log_path})")
+        command = [binary, "-p", str(self.directory), "-c", str(self.config), "-e", str(self.log_path)]
+        self.launch(command, lambda: accepts_tcp(self.port), f"nginx on port {self.port}", timeout)
         return self
-
-    def _answers(self):
-        if self.process.poll() is not None:
-            raise RuntimeError(f"nginx exited with {self.process.returncode}; see {self.log_path}")
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def url(self, path="/"):
         return f"https://127.0.0.1:{self.port}{path}"

@@ -1,11 +1,9 @@
 """The media owner of multi-process mode for tests: `manage.py media_owner` in a subprocess."""
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from tests.rigs.process import ServerProcess
-from tests.waiting import wait_for
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -19,13 +17,7 @@ class MediaOwnerProcess(ServerProcess):
     def start(self, timeout=30):
         """Start it and wait until it holds the owner lock."""
         already = self.log().count("media owner now")
-        self.process = subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "media_owner"], cwd=PROJECT,
-                                        env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._alive() and self.log().count("media owner now") > already, timeout,
-                 f"the media owner to take the lock (log: {self.log_path})")
+        self.launch([sys.executable, str(PROJECT / "manage.py"), "media_owner"],
+                    lambda: self.log().count("media owner now") > already, "the media owner", timeout,
+                    cwd=PROJECT, env=self.env)
         return self
-
-    def _alive(self):
-        if self.process.poll() is not None:
-            raise RuntimeError(f"media_owner exited with {self.process.returncode}; see {self.log_path}")
-        return True

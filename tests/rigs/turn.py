@@ -5,13 +5,11 @@ its own) and is allowed loopback peers, which a real deployment would not allow.
 """
 import shutil
 import socket
-import subprocess
 
 from aioice import stun
 
 from .daphne import free_port
 from .process import ServerProcess
-from ..waiting import wait_for
 
 USER, PASSWORD, REALM = "venue", "s3cret-turn", "rtccaster.test"
 
@@ -36,13 +34,10 @@ class TurnServer(ServerProcess):
             "--lt-cred-mech", f"--user={USER}:{PASSWORD}", f"--realm={REALM}", "--allow-loopback-peers",
             "--no-multicast-peers", f"--log-file={self.log_path}", "--simple-log", "--verbose",
         ]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._answers, timeout, f"coturn on 127.0.0.1:{self.port} (log: {self.log_path})")
+        self.launch(command, self._answers_stun, f"coturn on port {self.port}", timeout)
         return self
 
-    def _answers(self):
-        if self.process.poll() is not None:
-            raise RuntimeError(f"turnserver exited with {self.process.returncode}; see {self.log_path}")
+    def _answers_stun(self):
         request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.settimeout(0.2)
