@@ -11,7 +11,7 @@ import secrets
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .audio import sources
+from .audio import frametiming, sources
 from .audio.broadcast import BroadcastHub, HubRegistry
 from .audio.capture import AudioCaptureManager
 from .loopwatch import LoopLagMonitor
@@ -35,7 +35,7 @@ class StreamRuntime:
         self.captures = AudioCaptureManager(settings.RTC_CAPTURE_LINGER_SECONDS)
         self.hubs = HubRegistry(self.make_hub, on_empty=self._went_idle)
         self.peers = set()
-        self.loop_lag = LoopLagMonitor(every_minute=release_free_memory)
+        self.loop_lag = LoopLagMonitor(every_minute=self._every_minute)
         self._pending = set()
         # Listener limits: over this process, or over every worker (counted in Redis).
         self.admission = LocalAdmission()
@@ -55,6 +55,10 @@ class StreamRuntime:
                             announce_here, on_idle)
         return BroadcastHub(config, settings.RTC_LISTENER_QUEUE_PACKETS, self.open_source, self.announce, on_idle,
                             per_listener=settings.RTC_ENCODE_PER_LISTENER)
+
+    def _every_minute(self):
+        frametiming.log_minute(self.hubs.hubs())
+        release_free_memory()
 
     def _went_idle(self):
         """The last stream stopped. Once its peers have finished closing, and if nobody came

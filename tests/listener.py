@@ -112,6 +112,16 @@ class Listener:
         await until(lambda: self.heard.seconds() >= seconds, timeout, f"{seconds} s of decoded audio")
         return self.heard
 
+    async def record(self, seconds, timeout=None):
+        """The RTP packets and decoded samples of the next `seconds` (by this loop's clock)."""
+        loop = asyncio.get_running_loop()
+        heard, start = self.heard, loop.time()
+        first_packet, first_chunk = len(heard.packets), len(heard.chunks)
+        await until(lambda: loop.time() - start >= seconds, timeout or seconds + 10, f"{seconds} s of the stream")
+        chunks = [chunk for _, chunk in heard.chunks[first_chunk:]]
+        samples = np.concatenate(chunks) if chunks else np.zeros((0, max(heard.channels, 1)), dtype=np.int16)
+        return heard.packets[first_packet:], samples
+
     async def __aenter__(self):
         await self.connect()
         return self

@@ -45,8 +45,11 @@ def test_one_hub_per_distinct_config_and_one_encode_per_frame():
         hubs = registry(max_packets=20)
         a, b = hubs.subscribe(CONFIG), hubs.subscribe(CONFIG)
         mono = hubs.subscribe(CONFIG.limited_by({"stereo": False, "max_average_bitrate": 32000, "max_playback_rate": None}))
-        packets_a = [await a.recv() for _ in range(10)]
-        packets_b = [await b.recv() for _ in range(10)]
+
+        async def read(track):
+            return [await track.recv() for _ in range(10)]
+
+        packets_a, packets_b = await asyncio.gather(read(a), read(b))
         counts = sorted(hub.listener_count for hub in hubs.hubs())
         sent = {hub.config.channels: hub.packets_sent for hub in hubs.hubs()}
         for track in (a, b, mono):
@@ -55,7 +58,7 @@ def test_one_hub_per_distinct_config_and_one_encode_per_frame():
 
     packets_a, packets_b, counts, sent = asyncio.run(scenario())
     assert counts == [1, 2]
-    assert all(x is y for x, y in zip(packets_a, packets_b))  # the very same packet objects
+    assert packets_a == packets_b and all(x is y for x, y in zip(packets_a, packets_b))  # the very same objects
     assert sent[2] >= 10
 
 
@@ -85,3 +88,22 @@ def test_listeners_handed_over_together_run_on_in_time_and_share_each_restamped_
     assert all(x is y for x, y in zip(*after))  # one re-stamped copy for both listeners
     assert [c.opus_bitrate for c in configs] == [32_000]  # the old hub stopped with its last listener
     assert left == []
+
+
+def test_a_new_listener_starts_at_the_live_edge_not_with_what_queued_while_it_connected():
+    """Packets pile up in a listener's queue while ICE and DTLS come up; its first packet must be the
+    newest, or its receiver starts (and stays) that much behind."""
+    async def scenario():
+        hubs = registry(max_packets=10)
+        early, connecting = hubs.subscribe(CONFIG), hubs.subscribe(CONFIG)
+        seen = [await early.recv() for _ in range(8)]  # 160 ms pass while `connecting` does not read
+        queued = len(connecting._packets)
+        first = await connecting.recv()
+        for track in (early, connecting):
+            track.stop()
+        return seen, queued, first, connecting.skipped_at_start
+
+    seen, queued, first, skipped = asyncio.run(scenario())
+    assert queued >= 7
+    assert first is seen[-1] or first.pts > seen[-1].pts  # the newest packet, not the oldest queued
+    assert skipped == queued - 1

@@ -9,6 +9,7 @@ from django.conf import settings
 from tests.helpers import run
 from tests.listener import Listener
 from tests.rigs.daphne import DaphneServer
+from tests.rigs.rtptiming import dropouts, rtp_timing
 from tests.rigs.owner import MediaOwnerProcess
 from tests.test_capture_end_to_end import (  # noqa: F401 (tone: a fixture)
     assert_lost_then_back,
@@ -53,3 +54,23 @@ def test_the_owner_captures_the_device_and_its_loss_reaches_a_workers_listener(o
     assert worker_status["captures"] == [] and worker_status["capture_threads"] == []  # the worker opens no device
     assert [hub["mode"] for hub in worker_status["hubs"]] == ["relay"]
     assert "starting desk" in owner.log()
+
+
+def test_a_relayed_device_stream_keeps_the_device_clock(owner_and_worker, pulse, tone):
+    """Owner (capture, encode) -> Redis -> worker (re-stamp, send): the listener's timeline still
+    follows the device, 50 packets/s, no drift, no jumps."""
+    owner, worker = owner_and_worker
+    device_profile("relayed", opus_dtx=False)
+    tone(1000)
+
+    async def scenario():
+        async with Listener(worker.ws_url("relayed")) as listener:
+            await until(lambda: hears(listener, 1000), 15, "the tone through owner and worker")
+            packets, samples = await listener.record(15)
+            return rtp_timing(packets, 48_000), dropouts(samples[:, 0], listener.heard.sample_rate)
+
+    timing, dropped = run(scenario())
+    print(f"relayed device stream: {timing}, dropouts {dropped}")
+    assert timing["packet_rate"] == pytest.approx(50.0, abs=0.1)
+    assert abs(timing["drift_ms_per_minute"]) <= 10
+    assert timing["timeline_jumps"] == timing["lost"] == dropped == 0

@@ -86,10 +86,23 @@ def test_behaves_like_a_bounded_deque(capacity, ops):
         assert ring.dropped == dropped
 
 
-def test_trim_keeps_the_newest_samples_and_counts_the_rest_as_dropped():
+def test_skip_drops_the_oldest_samples_and_counts_them():
     ring = NumpyRingBuffer(1000, 1)
     ring.write(ramp(0, 700, channels=1))
-    assert ring.trim(200) == 500
+    assert ring.skip(500) == 500
     assert ring.dropped == 500
     assert np.array_equal(ring.read(200), ramp(500, 200, channels=1))
-    assert ring.trim(200) == 0
+    assert ring.skip(200) == 0
+
+
+def test_positions_count_every_sample_the_device_delivered_read_skipped_or_overwritten():
+    ring = NumpyRingBuffer(1000, 1)
+    ring.write(ramp(0, 300, channels=1), at=5.0)
+    position, block, waiting, written_at = ring.read_with_position(100)
+    assert (position, waiting, written_at) == (0, 200, 5.0)
+    ring.skip(100)
+    assert ring.read_with_position(100)[0] == 200
+    ring.write(ramp(300, 1500, channels=1), at=6.0)  # overwrites all but the newest 1000
+    position, block, waiting, written_at = ring.read_with_position(100)
+    assert position == 800 and block[0, 0] == ramp(800, 1, channels=1)[0, 0]
+    assert (waiting, written_at) == (900, 6.0)

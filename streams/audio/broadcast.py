@@ -17,6 +17,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from .bitrate import BitrateMeter
 from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
+from .frametiming import FrameTiming
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class ListenerTrack(MediaStreamTrack):
         self._pts_shift = None  # set on the first packet after a handover
         self.last_pts = None
         self.dropped = 0
+        self._started = False
+        self.skipped_at_start = 0
 
     def push(self, packet):
         if len(self._packets) == self._packets.maxlen:
@@ -75,6 +78,13 @@ class ListenerTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
+        if not self._started:
+            # Packets queued while ICE and DTLS came up are old news: a listener starts at the
+            # live edge, with the newest one, or its receiver would play them all, that much late.
+            self._started = True
+            self.skipped_at_start = len(self._packets) - 1
+            while len(self._packets) > 1:
+                self._packets.popleft()
         packet = self._packets.popleft()
         if self._predecessor is not None:
             packet = self._continuing(packet)
@@ -123,6 +133,7 @@ class Hub:
         self.packets_sent = 0
         self.packets_missed = 0  # gaps in what the hub received (a relay hub counts the owner's)
         self.meter = BitrateMeter()
+        self.timing = FrameTiming()  # how the source's frames fared (a relay hub's stay at zero)
         self._shifted = {}  # (pts, shift) -> re-stamped copy, for listeners handed over to this hub
 
     @property
@@ -213,11 +224,6 @@ class BroadcastHub(Hub):
         self._source = None
         self._encoder = None
 
-    @property
-    def source_backlog_ms(self):
-        """Audio waiting between capture and encoder (device sources), smoothed; None for generated sources."""
-        return getattr(self._source, "backlog_ms", None)
-
     def _start(self):
         self._source = self._open_source(self.config, self._device_state_changed)
         self._encoder = create_encoder(self.config)
@@ -238,9 +244,12 @@ class BroadcastHub(Hub):
 
     async def _run(self):
         send = self._send_raw_frame if self._per_listener else self._send_encoded
+        loop = asyncio.get_running_loop()
         while True:
-            await self._source.wait_for_frame()
-            send(self._source.read_frame())
+            frame = await self._source.next_frame()
+            send(frame)
+            delay_ms = None if frame.captured_at is None else (loop.time() - frame.captured_at) * 1000
+            self.timing.sent(delay_ms, frame.silence, frame.jumped, frame.dropped_before)
 
     @property
     def late_frames(self):
@@ -248,22 +257,22 @@ class BroadcastHub(Hub):
         pacer = getattr(self._source, "pacer", None)
         return pacer.late_frames if pacer else 0
 
-    def _send_encoded(self, pcm):
-        for encoded in self._encoder.encode(pcm):
+    def _send_encoded(self, frame):
+        for encoded in self._encoder.encode(frame.pcm, frame.pts):
             packet = av.Packet(encoded.payload)
             packet.pts = encoded.timestamp
             packet.time_base = self._time_base
             self._push(packet, len(encoded.payload))
 
-    def _send_raw_frame(self, pcm):
+    def _send_raw_frame(self, frame):
         """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""
-        pcm = match_channels(pcm, self.config.channels)
+        pcm = match_channels(frame.pcm, self.config.channels)
         layout = "stereo" if self.config.channels == 2 else "mono"
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self.packets_sent * FRAME_SAMPLES
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._push(frame, 0)
+        audio = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
+        audio.sample_rate = SAMPLE_RATE
+        audio.pts = frame.pts
+        audio.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self._push(audio, 0)
 
 
 class HubRegistry:

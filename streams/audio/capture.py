@@ -205,10 +205,11 @@ class DeviceCapture:
         next_check = time.monotonic() + SOURCE_CHECK_SECONDS
         while not self._stop.is_set():
             block = stream.read_block()
+            read_at = time.monotonic()
             with self._readers_lock:
                 readers = list(self._readers.items())
             for ring, notify in readers:
-                ring.write(block)
+                ring.write(block, read_at)
                 notify()
             if stream.device.pulse_source and time.monotonic() > next_check:
                 # PulseAudio quietly moves a stream whose source vanished to another source: check by name.

@@ -1,9 +1,12 @@
 """One encoder per stream: 20 ms of int16 PCM in, RTP-ready payloads out.
 
-Each encoder keeps its own RTP clock, so a frame that DTX leaves out still moves
-the timestamp on. `encode()` returns a list of EncodedPacket (usually one, none
-when the frame is suppressed or the resampler is still filling).
+`encode(pcm, pts)` stamps what it makes with the frame's pts (48 kHz samples on the
+stream's one clock, see sources.py) converted to the codec's RTP clock, so a frame that DTX
+leaves out, or a jump in the source's timeline, moves the timestamps on exactly. It returns
+a list of EncodedPacket (usually one, none when the frame is suppressed or the resampler
+is still filling).
 """
+import collections
 import fractions
 from dataclasses import dataclass
 
@@ -53,7 +56,6 @@ class OpusEncoder:
         self._encoder.packet_loss_perc = config.opus_packet_loss_percent
         self._encoder.dtx = 1 if config.opus_dtx else 0
         self._encoder.max_bandwidth = OPUS_BANDWIDTH_FOR_PLAYBACK_RATE[config.opus_max_playback_rate]
-        self._timestamp = 0
 
     def applied_settings(self):
         """What libopus reports it is doing: read back, not assumed."""
@@ -67,14 +69,12 @@ class OpusEncoder:
             "max_bandwidth": self._encoder.max_bandwidth,
         }
 
-    def encode(self, pcm):
+    def encode(self, pcm, pts):
         pcm = np.ascontiguousarray(match_channels(pcm, self.channels), dtype=np.int16)
         payload = self._encoder.encode(pcm.tobytes(), len(pcm))
-        timestamp = self._timestamp
-        self._timestamp += len(pcm)
         if len(payload) <= OPUS_DTX_MAX_BYTES:
             return []
-        return [EncodedPacket(payload, timestamp)]
+        return [EncodedPacket(payload, pts)]
 
 
 class _PyAVMonoEncoder:
@@ -94,23 +94,20 @@ class _PyAVMonoEncoder:
         self._resampler = av.AudioResampler(
             format="s16", layout="mono", rate=self.codec_rate, frame_size=self._samples_per_packet
         )
-        self._clock_per_packet = self.clock_rate * FRAME_SAMPLES // SAMPLE_RATE
-        self._timestamp = 0
-        self._pts = 0
+        self._pts = 0  # the resampler's own running count: it wants contiguous input
+        self._waiting_pts = collections.deque()  # RTP time of frames given to the resampler, not yet out
 
-    def encode(self, pcm):
+    def encode(self, pcm, pts):
         mono = match_channels(pcm, 1)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono.T), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
         frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
         self._pts += len(pcm)
-        packets = []
-        for resampled in self._resampler.resample(frame):
-            for packet in self._codec.encode(resampled):
-                packets.append(EncodedPacket(bytes(packet), self._timestamp))
-                self._timestamp += self._clock_per_packet
-        return packets
+        # The resampler holds a frame back: each packet carries the oldest frame not yet sent.
+        self._waiting_pts.append(pts * self.clock_rate // SAMPLE_RATE)
+        return [EncodedPacket(bytes(packet), self._waiting_pts.popleft())
+                for resampled in self._resampler.resample(frame) for packet in self._codec.encode(resampled)]
 
 
 class PcmuEncoder(_PyAVMonoEncoder):

@@ -12,23 +12,34 @@ MAX_CATCH_UP_SECONDS = 0.2
 
 
 class RealTimePacer:
+    """`await wait()` returns when the next frame is due, with that frame's index on the clock
+    (0, 1, 2, ...). After a hold-up longer than MAX_CATCH_UP_SECONDS the frames that were
+    missed are skipped, and the index jumps by as many: the stream's time stays the wall
+    clock's."""
+
     def __init__(self, name):
         self.name = name
         self.late_frames = 0  # frames due more than one frame period before they could be made
-        self._deadline = None
+        self.skipped_frames = 0
+        self._start = None
+        self._index = -1
 
     async def wait(self):
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._deadline is None:
-            self._deadline = now
-            return
-        self._deadline += FRAME_SECONDS
-        lag = now - self._deadline
+        if self._start is None:
+            self._start = now
+        self._index += 1
+        deadline = self._start + self._index * FRAME_SECONDS
+        lag = now - deadline
         if lag > MAX_CATCH_UP_SECONDS:
-            logger.warning("%s: event loop held up for %.0f ms; skipping ahead", self.name, lag * 1000)
-            self._deadline = now
+            skipped = int(lag / FRAME_SECONDS)
+            logger.warning("%s: event loop held up for %.0f ms; skipping %d frames", self.name, lag * 1000, skipped)
+            self._index += skipped
+            self.skipped_frames += skipped
+            deadline = self._start + self._index * FRAME_SECONDS
         elif lag > FRAME_SECONDS:
             self.late_frames += 1
-        if self._deadline > now:
-            await asyncio.sleep(self._deadline - now)
+        if deadline > now:
+            await asyncio.sleep(deadline - now)
+        return self._index

@@ -1,19 +1,33 @@
-"""Audio sources behind one interface: `await wait_for_frame()`, then `read_frame()` returns
-the next 20 ms as int16 samples of shape (960, channels).
+"""Audio sources behind one interface: `await next_frame()` gives the next SourceFrame, 20 ms
+of int16 samples of shape (960, channels) with its pts on the stream's clock.
 
-A generated source is paced by the event loop's clock; a device source by its device: a
-frame is due as soon as the capture has delivered it. A source's channel count may differ
-from the stream's; the encoder matches them.
+One clock per stream. A generated source is paced by the event loop's clock and counts
+its own frames; a device source is clocked by its device (streams/audio/deviceclock.py): a
+frame leaves as soon as the capture has delivered it, and nothing is invented while the
+device is merely late. A source's channel count may differ from the stream's; the encoder
+matches them.
 """
 import asyncio
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .config import FRAME_SAMPLES, SAMPLE_RATE
+from .deviceclock import DeviceTimeline
 from .pacing import FRAME_SECONDS, RealTimePacer
 
 SINE_AMPLITUDE = 0.5  # -6 dBFS: loud enough to hear, far from clipping
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    pcm: np.ndarray  # int16, (FRAME_SAMPLES, channels)
+    pts: int  # in samples at SAMPLE_RATE, on the stream's one clock
+    jumped: bool = False  # the timeline does not run on from the previous frame (RTP marker)
+    captured_at: float = None  # monotonic time its newest sample was read from the device
+    silence: bool = False  # made up while the device was gone
+    dropped_before: int = 0  # frames of captured sound dropped just before this one (backlog bound)
 
 
 class SineSource:
@@ -26,9 +40,13 @@ class SineSource:
         self._phase = np.zeros(self.channels)
         self._scale = amplitude * 32767
         self.pacer = RealTimePacer("sine")
+        self._last_index = None
 
-    async def wait_for_frame(self):
-        await self.pacer.wait()
+    async def next_frame(self):
+        index = await self.pacer.wait()
+        jumped = self._last_index is not None and index != self._last_index + 1
+        self._last_index = index
+        return SourceFrame(self.read_frame(), index * FRAME_SAMPLES, jumped)
 
     def read_frame(self, samples=FRAME_SAMPLES):
         """The next `samples` samples as an int16 array of shape (samples, channels)."""
@@ -41,53 +59,80 @@ class SineSource:
 
 
 class DeviceSource:
-    """Stereo frames from a shared device capture, clocked by the device.
+    """Stereo frames from a shared device capture, on the device's clock.
 
-    A frame is taken as soon as the capture has delivered 20 ms, so audio waits in the ring
-    for less than one capture block. If the device is late by half a frame, or gone, a frame
-    of silence goes out instead (never a stall), on a 20 ms clock. A backlog beyond
-    MAX_BACKLOG_SAMPLES (after a hiccup) is dropped to keep latency low.
+    `next_frame()` returns as soon as the capture has delivered 20 ms. A device that is late
+    only delays frames. A device that delivers nothing for GONE_AFTER_SECONDS is gone: frames
+    of silence then go out on a 20 ms wall clock until it delivers again, when the timeline
+    re-syncs to the wall clock (a timestamp jump, never a burst). Audio waiting beyond
+    MAX_BACKLOG_SAMPLES (after the event loop was held up) is dropped, and counted; the pts
+    moves on by what was dropped.
     """
 
-    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 3  # 60 ms
-    GRACE_SECONDS = FRAME_SECONDS / 2
+    GONE_AFTER_SECONDS = 0.2
+    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 5  # 100 ms
 
     def __init__(self, subscription):
         self.subscription = subscription
-        self.backlog_ms = 0.0  # smoothed audio left waiting in the ring after a frame is taken
+        self.timeline = DeviceTimeline()
+        self.gone = False
         self._silence = np.zeros((FRAME_SAMPLES, 2), dtype=np.int16)
-        self._data = asyncio.Event()
-        self._last_frame_at = None
-        subscription.on_data = self._data.set
+        self._waiter = None
+        self._opened_at = None
+        self._next_silence_at = None
+        subscription.on_data = self._data_arrived
 
-    async def wait_for_frame(self):
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._last_frame_at is None:
-            self._last_frame_at = now
-        give_up = self._last_frame_at + FRAME_SECONDS + self.GRACE_SECONDS
+    def _data_arrived(self):
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+    async def next_frame(self):
+        loop = asyncio.get_running_loop()  # its clock is time.monotonic(), as the capture's
         ring = self.subscription.ring
+        if self._opened_at is None:
+            self._opened_at = loop.time()
         while ring.available < FRAME_SAMPLES:
-            self._data.clear()
-            remaining = give_up - loop.time()
-            if remaining <= 0:
-                self._last_frame_at += FRAME_SECONDS  # keep silence on a 20 ms clock
-                return
+            if self.gone:
+                due = self._next_silence_at
+            else:
+                # When the device last wrote, by the ring (a wake-up may still wait in the loop's queue).
+                due = (ring.written_at or self._opened_at) + self.GONE_AFTER_SECONDS
+            if loop.time() >= due:
+                return self._silence_frame(loop.time())
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_at(due, _wake, waiter)
             try:
-                await asyncio.wait_for(self._data.wait(), remaining)
-            except TimeoutError:
-                pass
-        self._last_frame_at = loop.time()
+                await waiter
+            finally:
+                timer.cancel()
+        return self._device_frame(loop.time())
 
-    def read_frame(self):
+    def _device_frame(self, now):
         ring = self.subscription.ring
-        ring.trim(self.MAX_BACKLOG_SAMPLES)
-        block = ring.read(FRAME_SAMPLES)
-        self.backlog_ms += 0.05 * (ring.available * 1000 / SAMPLE_RATE - self.backlog_ms)
-        return self._silence if block is None else block
+        excess = ring.available - FRAME_SAMPLES - self.MAX_BACKLOG_SAMPLES
+        dropped = -(-excess // FRAME_SAMPLES) if excess > 0 else 0  # whole frames: the timeline stays frame-aligned
+        ring.skip(dropped * FRAME_SAMPLES)
+        position, block, waiting, written_at = ring.read_with_position(FRAME_SAMPLES)
+        resync, self.gone = self.gone, False
+        pts, jumped = self.timeline.device_frame(position, now, resync=resync)
+        captured_at = written_at - waiting / SAMPLE_RATE
+        return SourceFrame(block, pts, jumped, captured_at, dropped_before=dropped)
+
+    def _silence_frame(self, now):
+        if not self.gone:
+            self.gone = True
+            self._next_silence_at = now
+        self._next_silence_at = max(self._next_silence_at + FRAME_SECONDS, now)
+        pts, jumped = self.timeline.silence_frame(now)
+        return SourceFrame(self._silence, pts, jumped, silence=True)
 
     def close(self):
         self.subscription.close()
+
+
+def _wake(waiter):
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def open_source(config, captures, on_device_state):

@@ -9,13 +9,14 @@ that puts every encoded packet on the stream's pub/sub channel.
 """
 import asyncio
 import collections
+import json
 import logging
 import time
 
 import redis.asyncio as aioredis
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
-from ..audio import sources
+from ..audio import frametiming, sources
 from ..audio.broadcast import BroadcastHub
 from ..audio.capture import AudioCaptureManager
 from . import wire
@@ -116,7 +117,11 @@ class MediaOwner:
         """Run the wanted streams while this process holds the lock. A Redis hiccup shorter than
         the lock's TTL changes nothing (the streams play on); losing the lock stops them."""
         renewed = time.monotonic()
+        minute_ends = renewed + 60
         while True:
+            if time.monotonic() >= minute_ends:
+                minute_ends += 60
+                frametiming.log_minute([stream.hub for stream in self.streams.values()])
             try:
                 await self._follow_demand()
                 if time.monotonic() - renewed >= 1:
@@ -182,7 +187,8 @@ class MediaOwner:
         for key, stream in self.streams.items():
             stats = {"slug": stream.config.slug, "codec": stream.config.codec, "channels": stream.config.channels,
                      "bitrate": stream.hub.bitrate, "late_frames": stream.hub.late_frames,
-                     "packets": stream.publisher.sequence, "dropped": stream.publisher.dropped}
+                     "packets": stream.publisher.sequence, "dropped": stream.publisher.dropped,
+                     "frames": json.dumps(stream.hub.timing.summary())}
             await self._redis.hset(wire.STATS_PREFIX + key, mapping=stats)
             await self._redis.expire(wire.STATS_PREFIX + key, STATS_TTL_SECONDS)
 

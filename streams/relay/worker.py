@@ -49,7 +49,6 @@ class RelayHub(Hub):
         self.frame_samples = self.clock_rate * FRAME_MS // 1000
         self._time_base = fractions.Fraction(1, self.clock_rate)
         self.late_frames = 0  # (the owner paces the stream; a relay makes nothing late itself)
-        self.source_backlog_ms = None
 
     def _start(self):
         self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=5)

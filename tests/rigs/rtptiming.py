@@ -1,0 +1,56 @@
+"""Timing of a stream as a listener meets it, from the RTP packets it received.
+
+Pure functions over what tests/listener.py records: (arrival ms, sequence number, RTP
+timestamp, payload) per packet, and the decoded samples. A 3-second FFT cannot see a clock
+that runs 1 % fast or a latency that grows; these can:
+
+- packet rate: packets per second of arrival time;
+- drift: how far the stream's timeline (RTP timestamps) runs ahead of the wall clock
+  (arrival times), in ms per minute, from a least-squares line through both;
+- send spread: each packet's arrival minus where its timestamp puts it, relative to the
+  earliest packet; its p95 is the jitter buffer a receiver needs (it grows with drift);
+- timeline steps other than one frame, and lost sequence numbers;
+- dropouts: 20 ms windows of a steady tone more than 20 dB below its median level.
+"""
+import numpy as np
+
+
+def rtp_timing(packets, clock_rate, frame_samples=None):
+    arrival = np.array([p[0] for p in packets], dtype=np.float64) / 1000
+    timestamps = _unwrap([p[2] for p in packets], 1 << 32)
+    sequence = _unwrap([p[1] for p in packets], 1 << 16)
+    media = timestamps / clock_rate
+    elapsed = arrival - arrival[0]
+    slope = np.polyfit(elapsed, media - media[0], 1)[0]
+    offset = arrival - media
+    spread = (offset - offset.min()) * 1000
+    frame_samples = frame_samples or clock_rate // 50
+    steps = np.diff(timestamps)
+    return {
+        "packets": len(packets),
+        "seconds": round(float(elapsed[-1]), 2),
+        "packet_rate": round(float((len(packets) - 1) / elapsed[-1]), 3),
+        "drift_ms_per_minute": round(float((slope - 1) * 60_000), 1),
+        "spread_p50_ms": round(float(np.percentile(spread, 50)), 1),
+        "spread_p95_ms": round(float(np.percentile(spread, 95)), 1),
+        "timeline_jumps": int(np.sum(steps != frame_samples)),
+        "lost": int(sequence[-1] - sequence[0] + 1 - len(np.unique(sequence))),
+    }
+
+
+def dropouts(samples, sample_rate, window_ms=20, below_db=20):
+    """Windows of a steady tone more than `below_db` under the median window's RMS level."""
+    window = sample_rate * window_ms // 1000
+    usable = len(samples) // window * window
+    frames = samples[:usable].astype(np.float64).reshape(-1, window)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1)) + 1e-9
+    level_db = 20 * np.log10(rms / np.median(rms))
+    return int(np.sum(level_db < -below_db))
+
+
+def _unwrap(values, modulus):
+    """Wrapping counters as ever-increasing integers (steps taken as the shortest way round)."""
+    values = np.array(values, dtype=np.int64)
+    steps = np.diff(values) % modulus
+    steps[steps >= modulus // 2] -= modulus
+    return np.concatenate([[values[0]], values[0] + np.cumsum(steps)])

@@ -1,0 +1,146 @@
+"""A device stream runs on the device's clock: DeviceTimeline (pure) and DeviceSource against a
+fake device with a clock of its own (tests/fake_clocked_device.py; real sound cards differ
+from the system clock, PulseAudio's null sink here does not)."""
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE
+from streams.audio.deviceclock import DeviceTimeline
+from streams.audio.sources import DeviceSource
+from tests.fake_clocked_device import FakeClockedDevice
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+
+
+# -- DeviceTimeline -------------------------------------------------------------------------
+
+def test_device_frames_are_stamped_by_the_samples_the_device_delivered():
+    timeline = DeviceTimeline()
+    stamps = [timeline.device_frame(i * FRAME_SAMPLES, now=100 + i * 0.021) for i in range(5)]
+    assert stamps == [(i * FRAME_SAMPLES, False) for i in range(5)]  # late frames are not made up for
+
+
+def test_samples_dropped_from_the_backlog_move_the_timeline_on_by_their_count():
+    timeline = DeviceTimeline()
+    timeline.device_frame(0, now=0.0)
+    assert timeline.device_frame(FRAME_SAMPLES + 3 * FRAME_SAMPLES, now=0.1) == (4 * FRAME_SAMPLES, True)
+    assert timeline.device_frame(5 * FRAME_SAMPLES, now=0.1) == (5 * FRAME_SAMPLES, False)
+    assert timeline.jumps == 1
+
+
+def test_after_an_outage_the_timeline_resyncs_to_the_wall_clock_and_never_goes_back():
+    timeline = DeviceTimeline()
+    timeline.device_frame(0, now=10.0)
+    # Gone for 0.2 s: silence then runs on the wall clock, one frame per 20 ms.
+    assert timeline.silence_frame(now=10.2) == (10 * FRAME_SAMPLES, True)
+    assert timeline.silence_frame(now=10.22) == (11 * FRAME_SAMPLES, False)
+    # Back at 10.5 s; the reopened device's ring positions start anywhere.
+    pts, jumped = timeline.device_frame(7, now=10.5, resync=True)
+    assert (pts, jumped) == (25 * FRAME_SAMPLES, True)
+    assert timeline.device_frame(7 + FRAME_SAMPLES, now=10.52) == (26 * FRAME_SAMPLES, False)
+
+
+def test_a_stream_that_starts_without_sound_begins_at_zero_and_continues_from_its_silence():
+    timeline = DeviceTimeline()
+    assert timeline.silence_frame(now=5.0) == (0, False)
+    assert timeline.silence_frame(now=5.02) == (FRAME_SAMPLES, False)
+    assert timeline.device_frame(123, now=5.03, resync=True) == (2 * FRAME_SAMPLES, False)
+
+
+# -- DeviceSource on a fake device with its own clock ----------------------------------------
+
+class FakeSubscription:
+    """What DeviceSource needs of a capture subscription, fed by the fake device."""
+
+    def __init__(self, device):
+        self.device = device
+        self.ring = device.ring
+
+    @property
+    def on_data(self):
+        return self.device.on_data
+
+    @on_data.setter
+    def on_data(self, callback):
+        self.device.on_data = callback
+
+    def close(self):
+        self.device.close()
+
+
+async def take_frames(seconds, rate, jitter, during=None):
+    """Frames (and when each left) from a DeviceSource on a fake device running for `seconds`."""
+    device = FakeClockedDevice(rate, jitter)
+    source = DeviceSource(FakeSubscription(device))
+    loop = asyncio.get_running_loop()
+    frames, started = [], loop.time()
+    try:
+        while loop.time() - started < seconds:
+            frame = await source.next_frame()
+            frames.append((loop.time(), frame))
+            if during:
+                during(loop.time() - started, device)
+    finally:
+        source.close()
+    return frames, device.delivered
+
+
+@pytest.mark.parametrize("rate", [48_048, 47_952], ids=["0.1% fast", "0.1% slow"])
+def test_frames_follow_a_device_clock_that_differs_from_the_system_clock(rate):
+    # Blocks reach the ring up to 15 ms late, like a real driver's: still nothing may be invented.
+    frames, delivered = asyncio.run(take_frames(12, rate, jitter=0.015))
+    pts = [frame.pts for _, frame in frames]
+    assert not any(frame.silence for _, frame in frames), "silence invented while the device was only late"
+    assert sum(frame.dropped_before for _, frame in frames) == 0
+    assert np.all(np.diff(pts) == FRAME_SAMPLES), "the timeline jumped"
+    # Every frame the device completed went out, and no more: the stream runs at the device's rate.
+    assert delivered // FRAME_SAMPLES - len(frames) in (0, 1)
+    times = np.array([t for t, _ in frames])
+    packet_rate = (len(times) - 1) / (times[-1] - times[0])
+    assert packet_rate == pytest.approx(rate / FRAME_SAMPLES, rel=0.0005)
+
+
+def test_a_device_that_stops_gets_silence_after_200_ms_and_a_wall_clock_resync_when_back():
+    paused = []
+
+    def pause_once(elapsed, device):
+        if elapsed > 1 and not paused:
+            paused.append(time.monotonic())
+            device.pause(0.6)
+
+    frames, _ = asyncio.run(take_frames(3, 48_000, jitter=0.0, during=pause_once))
+    silence = [(t, f) for t, f in frames if f.silence]
+    first_silence = silence[0][0] - paused[0]
+    assert 0.18 <= first_silence <= 0.3, f"silence began {first_silence:.3f} s after the device stopped"
+    gaps = np.diff([t for t, _ in silence])
+    assert np.all(gaps > 0.01) and np.all(gaps < 0.04), "silence is paced at 20 ms, never a burst"
+    assert silence[0][1].jumped  # over the 200 ms that nothing was sent: the timeline keeps the wall clock's time
+    back = next(i for i, (_, f) in enumerate(frames) if f.silence and not frames[i + 1][1].silence) + 1
+    t_back, resumed = frames[back]
+    assert not resumed.silence
+    # The timeline matches the wall clock through the outage (within two frames).
+    t0, f0 = frames[0]
+    wall = (t_back - t0) * SAMPLE_RATE
+    assert abs((resumed.pts - f0.pts) - wall) <= 2 * FRAME_SAMPLES
+    pts = [f.pts for _, f in frames]
+    assert np.all(np.diff(pts) > 0)
+
+
+def test_a_backlog_beyond_the_bound_is_dropped_counted_and_skipped_in_the_timeline():
+    stalled = []
+
+    def stall_once(elapsed, device):
+        if elapsed > 0.5 and not stalled:
+            stalled.append(True)
+            time.sleep(0.3)  # the event loop held up for 300 ms: what the bound is for
+
+    frames, _ = asyncio.run(take_frames(1.5, 48_000, jitter=0.0, during=stall_once))
+    dropped = sum(f.dropped_before for _, f in frames)
+    assert 9 <= dropped <= 11, f"{dropped} frames dropped; 300 ms of backlog minus 100 ms kept is 10"
+    pts = np.array([f.pts for _, f in frames])
+    steps = np.diff(pts) // FRAME_SAMPLES
+    assert sorted(set(steps.tolist())) == [1, 1 + dropped]  # one jump, by exactly what was dropped
+    assert not any(f.silence for _, f in frames)

@@ -1,0 +1,45 @@
+"""The RTP timing measures of tests/rigs/rtptiming.py, on made-up packet records."""
+import numpy as np
+import pytest
+
+from tests.rigs.rtptiming import dropouts, rtp_timing
+
+
+def packets(count, every_ms=20.0, step=960, jitter_ms=None, start_ts=4_294_000_000, start_seq=65_000):
+    rng = np.random.default_rng(3)
+    records = []
+    for i in range(count):
+        arrival = 1_000_000 + i * every_ms + (rng.uniform(0, jitter_ms) if jitter_ms else 0)
+        records.append((arrival, (start_seq + i) % 65536, (start_ts + i * step) % (1 << 32), b""))
+    return records
+
+
+def test_a_steady_stream_runs_at_50_packets_per_second_without_drift_or_spread():
+    timing = rtp_timing(packets(1500), 48_000)
+    assert timing["packet_rate"] == pytest.approx(50.0)
+    assert timing["drift_ms_per_minute"] == pytest.approx(0, abs=0.1)
+    assert timing["spread_p95_ms"] == pytest.approx(0, abs=0.01)
+    assert timing["timeline_jumps"] == timing["lost"] == 0  # across the wraps of both counters
+
+
+def test_a_timeline_one_percent_ahead_of_the_wall_clock_drifts_600_ms_a_minute():
+    timing = rtp_timing(packets(3000, every_ms=20.0 / 1.01), 48_000)
+    assert timing["packet_rate"] == pytest.approx(50.5)
+    assert timing["drift_ms_per_minute"] == pytest.approx(600, rel=0.01)
+    assert timing["spread_p95_ms"] > 500  # early packets keep coming earlier: a receiver buffers it all
+
+
+def test_arrival_jitter_shows_as_spread_and_missing_packets_as_lost():
+    records = packets(500, jitter_ms=30)
+    del records[100:103]
+    timing = rtp_timing(records, 48_000)
+    assert 20 < timing["spread_p95_ms"] <= 30
+    assert timing["lost"] == 3 and timing["timeline_jumps"] == 1
+
+
+def test_dropouts_are_windows_20_db_under_a_steady_tone():
+    t = np.arange(48_000) / 48_000
+    tone = (10_000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+    assert dropouts(tone, 48_000) == 0
+    tone[9600:9600 + 1920] = 0  # 40 ms of silence
+    assert dropouts(tone, 48_000) == 2
