@@ -28,8 +28,7 @@ def main():
         try:
             for width, height in SIZES:
                 with chromium_page(viewport={"width": width, "height": height}) as page:
-                    page.goto(server.url("/listen/default/"))
-                    page.click("#listen")
+                    page.goto(server.url("/listen/default/"))  # connects and autoplays by itself
                     wait_for(lambda: page.get_attribute("#status", "data-state") == "connected", 20, "connected")
                     wait_for(lambda: int(page.get_attribute("#stats", "data-bitrate-kbps")) > 0, 10, "stats")
                     path = PROJECT / "docs" / f"listener-{width}x{height}.png"

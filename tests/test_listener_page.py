@@ -29,9 +29,71 @@ def status_state(page):
 
 
 def start_listening(page, server, slug):
+    """Open the page; it connects by itself, and the rig's Chromium lets it autoplay."""
     page.goto(server.url(f"/listen/{slug}/"))
-    page.click("#listen")
     wait_for(lambda: status_state(page) == "connected", 20, "the page to connect")
+
+
+# For a Chromium that refuses autoplay: the page reports its playback decision on the console, and
+# times a tap on #listen to the first meter frame with sound. Playwright's page queries count as a
+# user gesture (which would let the page autoplay), so the test waits on the console message and
+# does not query the page until the page has decided.
+NO_AUTOPLAY_PROBES_JS = """
+new MutationObserver(() => {
+  const playback = document.getElementById("listener").dataset.playback;
+  if (playback && playback !== window.__reported) console.debug(`playback: ${window.__reported = playback}`);
+}).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-playback"] });
+document.addEventListener("click", (event) => {
+  if (event.target.id !== "listen") return;
+  const tapped = event.timeStamp;
+  const poll = () => {
+    const { left, right } = window.rtcCaster.meters.levels();
+    if (Math.max(left.rmsDb, right.rmsDb) > -40) window.__tapToSoundMs = performance.now() - tapped;
+    else requestAnimationFrame(poll);
+  };
+  poll();
+}, { capture: true });
+"""
+
+
+def open_without_autoplay(page, server, slug):
+    """Open the page in a `chromium_page(autoplay=False)`; returns its first playback decision."""
+    page.add_init_script(NO_AUTOPLAY_PROBES_JS)
+    with page.expect_console_message(lambda message: message.text.startswith("playback: "), timeout=20_000) as decided:
+        page.goto(server.url(f"/listen/{slug}/"))
+    return decided.value.text.removeprefix("playback: ")
+
+
+# The browser's own jitter buffer over the last second or more of playout (inbound-rtp): its target
+# and its actual delay, per emitted sample. null until a second has passed since the previous call.
+RECENT_JITTER_BUFFER_JS = """async () => {
+  const pc = window.rtcCaster.connection.pc;
+  if (!pc) return null;
+  let now = null;
+  (await pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio") now = s; });
+  if (!now || !now.jitterBufferEmittedCount) return null;
+  const base = window.__jitterBase;
+  if (!base || base.pc !== pc) { window.__jitterBase = { pc, stat: now }; return null; }
+  const emitted = now.jitterBufferEmittedCount - base.stat.jitterBufferEmittedCount;
+  if (now.timestamp - base.stat.timestamp < 1000 || emitted <= 0) return null;
+  window.__jitterBase = { pc, stat: now };
+  return { targetMs: 1000 * (now.jitterBufferTargetDelay - base.stat.jitterBufferTargetDelay) / emitted,
+           delayMs: 1000 * (now.jitterBufferDelay - base.stat.jitterBufferDelay) / emitted };
+}"""
+
+
+def recent_jitter_buffer(page):
+    return page.evaluate(RECENT_JITTER_BUFFER_JS)
+
+
+def buffering_under(page, ms):
+    recent = recent_jitter_buffer(page)
+    return recent if recent and recent["targetMs"] < ms and recent["delayMs"] < ms else None
+
+
+def buffering_at_least(page, ms):
+    recent = recent_jitter_buffer(page)
+    return recent if recent and recent["targetMs"] >= ms and recent["delayMs"] >= ms else None
 
 
 def meter(page, channel):
@@ -42,6 +104,79 @@ def meter(page, channel):
 def hears(page, channel, hz):
     peak = peak_frequency(page, channel)
     return bool(peak) and abs(peak["frequency"] - hz) <= 5 and peak["level"] > -60
+
+
+def test_the_page_connects_and_plays_by_itself_where_autoplay_is_allowed(server):
+    make_profile("autoplay", sine_frequency=440)
+    with chromium_page() as page:
+        page.goto(server.url("/listen/autoplay/"))
+        wait_for(lambda: page.get_attribute("#listener", "data-playback"), 20, "the page's playback decision")
+        assert page.get_attribute("#listener", "data-playback") == "autoplay"
+        assert page.evaluate("window.rtcCaster.playback") == "autoplay"
+        assert not page.is_visible("#listen")
+        assert "started automatically" in page.inner_text("#playback")
+        wait_for(lambda: status_state(page) == "connected", 10, "the page to connect")
+        wait_for(lambda: hears(page, 0, 440), 15, "440 Hz")
+        assert page.evaluate("!window.rtcCaster.player.paused && window.rtcCaster.meters.context.state") == "running"
+        wait_for(lambda: abs(meter(page, "L")[0] + 9.0) < 1.5, 10, "the meter at -9 dBFS RMS")
+        assert page.evaluate("window.rtcCaster.connection.attempts") == 1
+
+
+def test_without_autoplay_the_page_is_connected_before_the_tap_and_sound_starts_within_300_ms_of_it(server):
+    make_profile("tap", sine_frequency=440)
+    with chromium_page(autoplay=False) as page:
+        assert open_without_autoplay(page, server, "tap") == "waiting-for-tap"
+        wait_for(lambda: status_state(page) == "connected", 20, "the page to connect before any tap")
+        wait_for(lambda: int(page.get_attribute("#stats", "data-bitrate-kbps")) > 0, 10, "the stream arriving")
+        assert page.evaluate("window.rtcCaster.playback") == "waiting-for-tap"
+        assert page.is_visible("#listen") and page.inner_text("#listen") == "▶ Tap to listen"
+        assert page.evaluate("window.rtcCaster.meters.context.state") == "suspended"
+        page.click("#listen")
+        tap_to_sound_ms = wait_for(lambda: page.evaluate("window.__tapToSoundMs"), 5, "sound after the tap")
+        print(f"tap -> first meter frame with sound: {tap_to_sound_ms:.0f} ms")
+        assert tap_to_sound_ms < 300
+        wait_for(lambda: page.get_attribute("#listener", "data-playback") == "tap", 5, "playback started by the tap")
+        assert page.evaluate("[window.rtcCaster.playback, window.rtcCaster.player.paused]") == ["tap", False]
+        assert not page.is_visible("#listen")
+        assert page.evaluate("window.rtcCaster.connection.attempts") == 1
+
+
+def test_choosing_robust_latency_makes_the_browser_buffer_over_300_ms_where_low_stays_well_under(server):
+    make_profile("buffered")
+    with chromium_page() as page:
+        start_listening(page, server, "buffered")
+        assert page.input_value("#latency") == "low" and page.evaluate("window.rtcCaster.latency") == "low"
+        # Start-up fills the buffer with what arrived before playout began; low drains it within seconds.
+        wait_for(lambda: buffering_under(page, 150), 15, "the low-latency buffer to settle")
+        low = wait_for(lambda: recent_jitter_buffer(page), 10, "the next second of playout with low latency")
+        print(f"low: target {low['targetMs']:.0f} ms, delay {low['delayMs']:.0f} ms")
+        assert low["targetMs"] < 150 and low["delayMs"] < 150
+        page.select_option("#latency", "robust")
+        assert page.evaluate("window.rtcCaster.latency") == "robust"
+        robust = wait_for(lambda: buffering_at_least(page, 300), 15, "the jitter buffer to grow past 300 ms")
+        print(f"robust: target {robust['targetMs']:.0f} ms, delay {robust['delayMs']:.0f} ms")
+        assert page.evaluate("window.rtcCaster.connection.attempts") == 1  # changed live, no reconnect
+
+
+def test_the_latency_choice_is_remembered_and_applied_to_the_next_connection(server):
+    make_profile("remembered")
+    with chromium_page() as page:
+        start_listening(page, server, "remembered")
+        page.select_option("#latency", "robust")
+        page.reload()
+        wait_for(lambda: status_state(page) == "connected", 20, "the page to connect again")
+        assert page.input_value("#latency") == "robust" and page.evaluate("window.rtcCaster.latency") == "robust"
+        robust = wait_for(lambda: buffering_at_least(page, 300), 15, "the new peer's buffer past 300 ms")
+        print(f"robust after reload: target {robust['targetMs']:.0f} ms, delay {robust['delayMs']:.0f} ms")
+
+
+def test_where_the_browser_lacks_jitter_buffer_target_the_latency_control_is_disabled_with_a_note(server):
+    make_profile("other-browser")
+    with chromium_page() as page:
+        page.add_init_script("delete RTCRtpReceiver.prototype.jitterBufferTarget")
+        page.goto(server.url("/listen/other-browser/"))
+        assert page.is_disabled("#latency")
+        assert "chooses its own buffer" in page.inner_text("#latency-note")
 
 
 def test_stereo_tones_reach_the_left_and_right_meters_and_analysers(server):
@@ -94,10 +229,14 @@ def test_volume_and_mute_control_the_player(server):
 
 def test_unknown_profile_stops_retrying_and_says_so(server):
     make_profile("soon-gone")
-    with chromium_page() as page:
-        page.goto(server.url("/listen/soon-gone/"))
+
+    def delete_the_profile_then_load_the_script(route):  # gone after the page, before it connects
         StreamProfile.objects.filter(slug="soon-gone").delete()
-        page.click("#listen")
+        route.continue_()
+
+    with chromium_page() as page:
+        page.route(lambda url: "/streams/page" in url, delete_the_profile_then_load_the_script)
+        page.goto(server.url("/listen/soon-gone/"))
         wait_for(lambda: status_state(page) == "not-found", 10, "profile not found")
         assert "not found" in page.inner_text("#status").lower()
         assert page.evaluate("window.rtcCaster.connection.retryTimer") is None
@@ -153,11 +292,11 @@ def test_the_page_reconnects_by_itself_after_the_server_restarts(tmp_path):
 @pytest.mark.parametrize("width", [320, 390])
 def test_the_page_fits_a_narrow_phone_without_sideways_scrolling(server, width):
     make_profile("narrow", description="A stream with a long description that must wrap on a small phone screen")
-    with chromium_page(viewport={"width": width, "height": 800}) as page:
-        page.goto(server.url("/listen/narrow/"))
+    with chromium_page(viewport={"width": width, "height": 800}, autoplay=False) as page:
+        assert open_without_autoplay(page, server, "narrow") == "waiting-for-tap"  # the tap button shows
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         box = page.locator("#listen").bounding_box()
-        assert box["height"] >= 60 and box["width"] >= width - 40  # a big Listen button
+        assert box["height"] >= 60 and box["width"] >= width - 40  # a big tap-to-listen button
 
 
 def test_a_codec_change_in_admin_makes_the_page_reconnect_by_itself_with_the_new_codec(own_server):
@@ -196,7 +335,6 @@ def test_the_pages_peer_connection_gets_the_servers_stun_and_turn_servers(own_se
     server = own_server({"RTC_ICE_SERVERS": json.dumps(servers)})
     with chromium_page() as page:
         page.goto(server.url("/listen/behind-nat/"))
-        page.click("#listen")
         wait_for(lambda: page.evaluate("Boolean(window.rtcCaster.connection.pc)"), 10, "the page's peer")
         used = page.evaluate("window.rtcCaster.connection.pc.getConfiguration().iceServers")
 

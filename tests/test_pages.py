@@ -29,9 +29,10 @@ def test_listen_page_of_an_unknown_or_disabled_profile_is_a_404_that_says_so(cli
     assert message in response.content.decode()
 
 
-def test_listen_page_has_a_listen_button_status_and_player(client, tone):
+def test_listen_page_has_a_listen_button_status_player_and_latency_choice(client, tone):
     page = client.get("/listen/tone/").content.decode()
-    for part in ['id="listen"', 'id="status"', '<audio id="player"', '"wsPath": "/ws/listen/tone/"', "page.js"]:
+    for part in ['id="listen"', 'id="status"', '<audio id="player"', '<select id="latency"',
+                 '"wsPath": "/ws/listen/tone/"', "page.js"]:
         assert part in page
 
 
@@ -55,8 +56,7 @@ def test_admin_refuses_stereo_g711_with_the_reason(admin_client, tone):
 
 
 def listen_in_chromium(page, server, slug, expected_hz):
-    page.goto(server.url(f"/listen/{slug}/"))
-    page.click("#listen")
+    page.goto(server.url(f"/listen/{slug}/"))  # it connects and, in the rig's Chromium, plays by itself
     wait_for(lambda: page.get_attribute("#status", "data-state") == "connected", 20, "the page to connect")
 
     def hears_tone():

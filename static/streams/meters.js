@@ -52,6 +52,21 @@ export class LevelMeters {
     this.resume();
   }
 
+  // Whether the meters' audio clock runs. Browsers keep a context suspended until the page may
+  // play sound, and resume() may then neither resolve nor fail: give it `graceMs` to start.
+  async running(graceMs) {
+    if (!this.context) return false;
+    if (this.context.state !== "running") {
+      await Promise.race([this.context.resume(), new Promise((resolve) => setTimeout(resolve, graceMs))]);
+    }
+    return this.context.state === "running";
+  }
+
+  // Call from a tap: the gesture lets a suspended context start.
+  unlock() {
+    return this.context ? this.context.resume() : Promise.resolve();
+  }
+
   detach() {
     if (this.source) this.source.disconnect();
     this.source = null;

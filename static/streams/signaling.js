@@ -98,7 +98,7 @@ export class ListenerConnection {
       this.onStatus("connecting", message.message);
     } else if (message.type === "status") {
       const playing = message.state === "playing" && this.pc && this.pc.connectionState === "connected";
-      if (playing) this.onStatus("connected", "Connected: playing.");
+      if (playing) this.onStatus("connected", "Connected.");
       else this.onStatus(message.state || "status", message.message);
     }
   }
@@ -108,7 +108,7 @@ export class ListenerConnection {
     const state = pc.connectionState;
     clearTimeout(this.disconnectedTimer);
     if (state === "connected") {
-      this.onStatus("connected", "Connected: playing.");
+      this.onStatus("connected", "Connected.");
       clearTimeout(this.stableTimer);
       this.stableTimer = setTimeout(() => { this.attempt = 0; }, STABLE_AFTER_MS);
     } else if (state === "disconnected") {

@@ -12,10 +12,10 @@ FLAGS = [
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
-    "--autoplay-policy=no-user-gesture-required",
     "--allow-loopback-in-peer-connection",
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
 
 # Finds the strongest frequency of one channel of the page's <audio> stream with a Web Audio analyser.
 PEAK_FREQUENCY_JS = """async ({selector, channel}) => {
@@ -44,7 +44,9 @@ PEAK_FREQUENCY_JS = """async ({selector, channel}) => {
 
 
 @contextlib.contextmanager
-def chromium_page(viewport=None):
+def chromium_page(viewport=None, autoplay=True):
+    """A page in a fresh Chromium. autoplay=False keeps Chromium's own policy: no sound before a tap.
+    (Beware: Playwright's page queries count as user activation, which unlocks autoplay.)"""
     home = tempfile.mkdtemp(prefix="chromium-home-")
     previous_home = os.environ.get("HOME")
     os.environ["HOME"] = home
@@ -58,7 +60,7 @@ def chromium_page(viewport=None):
                 executable_path=CHROMIUM,
                 headless=True,
                 ignore_default_args=["--mute-audio"],
-                args=FLAGS,
+                args=FLAGS + ([AUTOPLAY] if autoplay else []),
                 viewport=viewport or {"width": 1280, "height": 800},
                 env={**env, "HOME": home},
             )
