@@ -70,7 +70,8 @@ async def status(request):
         for hub in runtime.hubs.hubs()
     ]
     captures = [
-        {"device": c.device_name, "state": c.state, "readers": c.reader_count, "thread": c.thread.name}
+        {"device": c.device_name, "state": c.state, "readers": c.reader_count, "thread": c.thread.name,
+         "priority": c.priority}
         for c in runtime.captures.captures()
     ]
     threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("capture:"))

@@ -135,11 +135,11 @@ def test_a_backlog_beyond_the_bound_is_dropped_counted_and_skipped_in_the_timeli
     def stall_once(elapsed, device):
         if elapsed > 0.5 and not stalled:
             stalled.append(True)
-            time.sleep(0.3)  # the event loop held up for 300 ms: what the bound is for
+            time.sleep(0.4)  # the event loop held up for 400 ms: what the bound is for
 
     frames, _ = asyncio.run(take_frames(1.5, 48_000, jitter=0.0, during=stall_once))
     dropped = sum(f.dropped_before for _, f in frames)
-    assert 9 <= dropped <= 11, f"{dropped} frames dropped; 300 ms of backlog minus 100 ms kept is 10"
+    assert 8 <= dropped <= 10, f"{dropped} frames dropped; 400 ms of backlog less one frame and 200 ms kept is 9"
     pts = np.array([f.pts for _, f in frames])
     steps = np.diff(pts) // FRAME_SAMPLES
     assert sorted(set(steps.tolist())) == [1, 1 + dropped]  # one jump, by exactly what was dropped

@@ -43,3 +43,9 @@ def test_dropouts_are_windows_20_db_under_a_steady_tone():
     assert dropouts(tone, 48_000) == 0
     tone[9600:9600 + 1920] = 0  # 40 ms of silence
     assert dropouts(tone, 48_000) == 2
+
+
+def test_late_packets_at_the_start_do_not_show_as_drift():
+    records = [(arrival + (40 if i < 100 else 0), seq, ts, payload)
+               for i, (arrival, seq, ts, payload) in enumerate(packets(1500, jitter_ms=15))]
+    assert rtp_timing(records, 48_000)["drift_ms_per_minute"] == pytest.approx(0, abs=2)

@@ -19,8 +19,10 @@ import time
 
 import av
 import numpy as np
+from django.conf import settings
 
 from . import devices as device_lookup
+from . import priority
 from .config import SAMPLE_RATE
 from .ringbuffer import NumpyRingBuffer
 
@@ -137,6 +139,7 @@ class DeviceCapture:
         self.device_name = device_name
         self.state = "starting"
         self.message = f"Opening {device_name}…"
+        self.priority = "normal priority (RTC_AUDIO_PRIORITY off)"
         self._on_state = on_state
         self._module_factory = module_factory
         self._readers = {}  # ring buffer -> notify()
@@ -174,6 +177,9 @@ class DeviceCapture:
             self._on_state(self)
 
     def _run(self):
+        if settings.RTC_AUDIO_PRIORITY:
+            self.priority = priority.make_capture_thread_real_time()
+            logger.info("capture %s: %s", self.device_name, self.priority)
         retry = FIRST_RETRY_SECONDS
         while not self._stop.is_set():
             try:

@@ -65,12 +65,15 @@ class DeviceSource:
     only delays frames. A device that delivers nothing for GONE_AFTER_SECONDS is gone: frames
     of silence then go out on a 20 ms wall clock until it delivers again, when the timeline
     re-syncs to the wall clock (a timestamp jump, never a burst). Audio waiting beyond
-    MAX_BACKLOG_SAMPLES (after the event loop was held up) is dropped, and counted; the pts
-    moves on by what was dropped.
+    MAX_BACKLOG_SAMPLES (200 ms, after the event loop was held up) is dropped, and counted;
+    the pts moves on by what was dropped.
     """
 
     GONE_AFTER_SECONDS = 0.2
-    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 5  # 100 ms
+    # After the event loop was held up, the backlog goes out at once (a burst the receiver's jitter
+    # buffer absorbs); only beyond this much is it dropped. As long as the "gone" bound: a hold-up
+    # that long is a gap for every listener anyway.
+    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 10  # 200 ms
 
     def __init__(self, subscription):
         self.subscription = subscription

@@ -6,7 +6,9 @@ that runs 1 % fast or a latency that grows; these can:
 
 - packet rate: packets per second of arrival time;
 - drift: how far the stream's timeline (RTP timestamps) runs ahead of the wall clock
-  (arrival times), in ms per minute, from a least-squares line through both;
+  (arrival times), in ms per minute: the median slope between every two seconds'
+  fastest packets (each second's floor is the transport's; late packets only ever add,
+  and the median of slopes ignores a few late seconds, say while a load starts);
 - send spread: each packet's arrival minus where its timestamp puts it, relative to the
   earliest packet; its p95 is the jitter buffer a receiver needs (it grows with drift);
 - timeline steps other than one frame, and lost sequence numbers;
@@ -21,8 +23,12 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
     sequence = _unwrap([p[1] for p in packets], 1 << 16)
     media = timestamps / clock_rate
     elapsed = arrival - arrival[0]
-    slope = np.polyfit(elapsed, media - media[0], 1)[0]
-    offset = arrival - media
+    offset = arrival - media  # arrival minus where the timestamp puts it, up to a constant
+    seconds = elapsed.astype(int)
+    whole = np.unique(seconds)
+    floors = np.array([offset[seconds == s].min() for s in whole])
+    i, j = np.triu_indices(len(whole), k=1)
+    lag_slope = float(np.median((floors[j] - floors[i]) / (whole[j] - whole[i]))) if len(whole) > 1 else 0.0
     spread = (offset - offset.min()) * 1000
     frame_samples = frame_samples or clock_rate // 50
     steps = np.diff(timestamps)
@@ -30,7 +36,8 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
         "packets": len(packets),
         "seconds": round(float(elapsed[-1]), 2),
         "packet_rate": round(float((len(packets) - 1) / elapsed[-1]), 3),
-        "drift_ms_per_minute": round(float((slope - 1) * 60_000), 1),
+        # The timeline runs ahead when arrivals fall behind it: offsets shrink as media runs fast.
+        "drift_ms_per_minute": round(float(-lag_slope * 60_000), 1),
         "spread_p50_ms": round(float(np.percentile(spread, 50)), 1),
         "spread_p95_ms": round(float(np.percentile(spread, 95)), 1),
         "timeline_jumps": int(np.sum(steps != frame_samples)),

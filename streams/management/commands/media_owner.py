@@ -9,6 +9,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from streams.audio import priority
 from streams.relay.owner import MediaOwner
 from streams.runtime import status_group
 
@@ -26,6 +27,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if not settings.REDIS_URL:
             raise CommandError("REDIS_URL is not set: the media owner feeds daphne workers through Redis.")
+        if settings.RTC_AUDIO_PRIORITY:
+            logger.info("audio priority: %s", priority.raise_process_priority())
         asyncio.run(self.run())
 
     async def run(self):

@@ -6,6 +6,8 @@ import ifaddr
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from streams.audio import priority
+
 logger = logging.getLogger("rtccaster_site.serve")
 
 
@@ -37,6 +39,8 @@ class Command(BaseCommand):
     def handle(self, *args, host=None, port=None, fd=None, **options):
         host = host or settings.RTC_HOST
         port = port or settings.RTC_PORT
+        if settings.RTC_AUDIO_PRIORITY:
+            logger.info("audio priority: %s", priority.raise_process_priority())
         server = self.build_server(host, port, fd)
         self.close_streams_on_shutdown()
         self.announce(host, port)
