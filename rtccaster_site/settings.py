@@ -55,11 +55,15 @@ RTC_LISTENER_QUEUE_PACKETS = env_int("RTC_LISTENER_QUEUE_PACKETS", 10, minimum=1
 
 # Limits and timeouts for listeners (0 = no per-address limit).
 RTC_MAX_LISTENERS_PER_ADDRESS = env_int("RTC_MAX_LISTENERS_PER_ADDRESS", 20, minimum=0)
+# Signaling sockets one client address may hold open, with an offer or not (0 = no limit).
+RTC_MAX_SOCKETS_PER_ADDRESS = env_int("RTC_MAX_SOCKETS_PER_ADDRESS", 40, minimum=0)
 RTC_MAX_MESSAGES_PER_SECOND = env_int("RTC_MAX_MESSAGES_PER_SECOND", 5, minimum=1)
 RTC_OFFER_TIMEOUT_SECONDS = env_int("RTC_OFFER_TIMEOUT_SECONDS", 10, minimum=1)
 RTC_ICE_TIMEOUT_SECONDS = env_int("RTC_ICE_TIMEOUT_SECONDS", 15, minimum=1)
 # Benchmark comparison only: let aiortc encode separately for every listener (the slow way).
 RTC_ENCODE_PER_LISTENER = env_bool("RTC_ENCODE_PER_LISTENER", False)
+# Ask for a higher scheduling priority for the audio path where the system allows it (streams/audio/priority.py).
+RTC_AUDIO_PRIORITY = env_bool("RTC_AUDIO_PRIORITY", True)
 # Seconds a device capture keeps running after its last listener left (a quick reconnect reuses it).
 RTC_CAPTURE_LINGER_SECONDS = env_int("RTC_CAPTURE_LINGER_SECONDS", 3, minimum=0, maximum=3600)
 

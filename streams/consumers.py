@@ -14,6 +14,7 @@ import logging
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -36,6 +37,9 @@ CLOSE_TIMEOUT = 4408  # no offer in time, or ICE never connected
 CLOSE_CONNECTION_FAILED = 4410
 CLOSE_TOO_MANY_LISTENERS = 4429
 CLOSE_RENEGOTIATE = 4426  # the stream's codec changed: the page connects again at once, with a new offer
+CLOSE_INTERNAL_ERROR = 4500  # something unexpected went wrong with this socket (1011 is the server's own)
+# A listener's offer needs one audio section; browsers add a few more at most (video, data).
+MAX_MEDIA_SECTIONS = 4
 
 
 @database_sync_to_async
@@ -58,10 +62,22 @@ class ListenConsumer(AsyncWebsocketConsumer):
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
         self.peer = None
         self.seat = None  # its place in the listener limits, once admitted
+        self.socket_seat = None  # its place among its address's open sockets
         self.offer_timer = None
+        self.joined_groups = []
         self.closing = False
         self.rate = MessageRate(settings.RTC_MAX_MESSAGES_PER_SECOND)
         await self.accept()
+        self.profile = None
+        socket_seat = Seat("*", self.client_address())
+        if await get_runtime().sockets.admit(socket_seat, 0, settings.RTC_MAX_SOCKETS_PER_ADDRESS):
+            limit = settings.RTC_MAX_SOCKETS_PER_ADDRESS
+            logger.info("%s: refused a socket, %d open from that address already", socket_seat.address, limit)
+            await self.fail(SignalingError("too-many-connections",
+                                           f"Too many connections from your address ({limit} at most).",
+                                           CLOSE_TOO_MANY_LISTENERS))
+            return
+        self.socket_seat = socket_seat
         self.profile = await load_enabled_profile(self.slug)
         if self.profile is None:
             await self.send_error("profile-not-found", f"There is no enabled stream called {self.slug!r}.")
@@ -80,14 +96,32 @@ class ListenConsumer(AsyncWebsocketConsumer):
     async def offer_timed_out(self):
         if self.peer is None and not self.closing:
             seconds = settings.RTC_OFFER_TIMEOUT_SECONDS
-            logger.info("%s: no offer within %d s; closing the socket", self.client_address(), seconds)
-            await self.fail(SignalingError("offer-timeout", f"No offer arrived within {seconds} s.", CLOSE_TIMEOUT))
+            logger.info("%s: no usable offer within %d s; closing the socket", self.client_address(), seconds)
+            await self.fail(SignalingError("offer-timeout", f"No usable offer arrived within {seconds} s.", CLOSE_TIMEOUT))
 
     async def fail(self, error):
         await self.send_error(error.code, error.message)
         if error.close_code:
             self.closing = True
             await self.close(code=error.close_code)
+
+    async def dispatch(self, message):
+        """Every message and event passes here. Whatever goes wrong unexpectedly (a bug, a library
+        refusing what passed the checks) closes this socket with a clear error and one log line,
+        and gives back what it took; the server goes on serving everyone else."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception as error:
+            logger.warning("%s on %s: unexpected %s (%s) handling %s; closing the socket", self.client_address(),
+                           getattr(self, "slug", "?"), type(error).__name__, str(error)[:200], message.get("type"))
+            await self.release()
+            try:
+                await self.fail(SignalingError("internal-error", "The server could not handle this; connect again.",
+                                               CLOSE_INTERNAL_ERROR))
+            except Exception:  # the socket may be beyond sending (it is closing anyway)
+                pass
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.profile is None or self.closing:
@@ -107,19 +141,34 @@ class ListenConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         self.closing = True
+        await self.release()
+
+    async def release(self):
+        """Give back what this connection took: its timer, its groups, its peer and its place in
+        the listener limits. Every path out of a connection comes here; it may come twice."""
         if self.offer_timer is not None:
             self.offer_timer.cancel()
-        if self.peer is not None:
-            for group in self.status_groups():
+        groups, self.joined_groups = self.joined_groups, []
+        peer, self.peer = self.peer, None
+        try:
+            for group in groups:
                 await self.channel_layer.group_discard(group, self.channel_name)
-            await self.peer.close()
-        self.give_back_seat()
+            if peer is not None:
+                await peer.close()
+        finally:
+            self.give_back_seat()
+            self.give_back_socket_seat()
 
     def give_back_seat(self):
         """The listener's place in the stream's and its address's limits is free again."""
         if self.seat is not None:
             get_runtime().admission.left(self.seat)
             self.seat = None
+
+    def give_back_socket_seat(self):
+        if self.socket_seat is not None:
+            get_runtime().sockets.left(self.socket_seat)
+            self.socket_seat = None
 
     @staticmethod
     def parse(text_data, bytes_data):
@@ -145,6 +194,8 @@ class ListenConsumer(AsyncWebsocketConsumer):
             raise SignalingError("invalid-sdp", 'An offer needs its SDP as a string in "sdp".')
         if not sdp.has_audio_section(offer):
             raise SignalingError("no-audio", "The offer has no audio section; add a recvonly audio transceiver.")
+        if sdp.media_section_count(offer) > MAX_MEDIA_SECTIONS:
+            raise SignalingError("invalid-sdp", f"An offer may have at most {MAX_MEDIA_SECTIONS} media sections.")
         missing = sdp.missing_transport_attributes(offer)
         if missing:
             raise SignalingError(
@@ -158,7 +209,6 @@ class ListenConsumer(AsyncWebsocketConsumer):
             logger.info("%s refused on %s: %s", seat.address, profile.slug, refusal)
             raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
         self.seat = seat
-        self.offer_timer.cancel()
         # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
         self.limits = sdp.opus_receiver_limits(offer)
         config = self.config = profile.stream_config().limited_by(self.limits)
@@ -168,16 +218,24 @@ class ListenConsumer(AsyncWebsocketConsumer):
         try:
             answer = await self.peer.answer(offer, config.codec, config.answer_fmtp(), profile.answer_bandwidth_kbps())
         except OfferRejected as rejected:
-            await self.peer.close()
-            self.peer = None  # the listener may send a corrected offer
-            self.give_back_seat()
+            # The listener may send a corrected offer, within the same offer deadline.
+            await self.release_peer()
             raise SignalingError(rejected.code, rejected.message) from None
         await self.send(text_data=json.dumps({"type": "answer", "sdp": answer}))
+        self.offer_timer.cancel()  # from here on the peer's ICE deadline holds
         for group in self.status_groups():
+            self.joined_groups.append(group)
             await self.channel_layer.group_add(group, self.channel_name)
         state, text = self.peer.track.hub.status
         if state != "playing":
             await self.send_status(state, text)
+
+    async def release_peer(self):
+        peer, self.peer = self.peer, None
+        try:
+            await peer.close()
+        finally:
+            self.give_back_seat()
 
     handlers = {"offer": handle_offer}
 

@@ -64,5 +64,9 @@ class LocalAdmission:
     def left(self, seat):
         self._counted.discard(seat)
 
+    @property
+    def seats_held(self):
+        return len(self._counted)
+
     async def close(self):
         self._counted.clear()

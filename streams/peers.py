@@ -11,6 +11,10 @@ from . import sdp
 
 logger = logging.getLogger(__name__)
 
+# A browser offers a handful of candidates (one or two per interface and family); each one is
+# a connectivity check the server sends, retried, so an offer may not name more than this.
+MAX_REMOTE_CANDIDATES = 20
+
 
 class OfferRejected(Exception):
     """The offer cannot be answered; code and message go back to the listener as-is."""
@@ -57,6 +61,7 @@ class ListenerPeer:
         """Negotiate `codec` (sendonly) against the offer and return the answer SDP with the profile in it."""
         if sdp.only_loopback(settings.RTC_ICE_ADDRESSES):
             offer_sdp = sdp.keep_candidates(offer_sdp, settings.RTC_ICE_ADDRESSES)
+        offer_sdp = sdp.limit_candidates(offer_sdp, MAX_REMOTE_CANDIDATES)
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         transceiver.setCodecPreferences([codec_capability(codec)])
         try:

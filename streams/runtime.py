@@ -37,12 +37,15 @@ class StreamRuntime:
         self.peers = set()
         self.loop_lag = LoopLagMonitor(every_minute=self._every_minute)
         self._pending = set()
-        # Listener limits: over this process, or over every worker (counted in Redis).
-        self.admission = LocalAdmission()
+        # Listener limits, and open sockets per address: over this process, or over every worker
+        # (counted in Redis).
+        self.admission, self.sockets = LocalAdmission(), LocalAdmission()
         if settings.REDIS_URL:
+            from .relay import wire
             from .relay.admission import ClusterAdmission
 
             self.admission = ClusterAdmission(settings.REDIS_URL, self.worker_id)
+            self.sockets = ClusterAdmission(settings.REDIS_URL, self.worker_id, names=wire.SOCKET_COUNTS)
 
     def make_hub(self, config, on_idle):
         if settings.REDIS_URL:  # multi-process mode: the media owner encodes, this worker relays
@@ -89,6 +92,7 @@ class StreamRuntime:
         await self.captures.close()
         self.loop_lag.stop()
         await self.admission.close()
+        await self.sockets.close()
         if peers:
             logger.info("closed %d listener(s) on shutdown", len(peers))
 

@@ -9,6 +9,7 @@ import ipaddress
 
 CRLF = "\r\n"
 
+MAX_FMTP_DIGITS = 10  # a bitrate or a rate: 4,294,967,295 fits
 # SDP encoding names, as in a=rtpmap, for each profile codec.
 ENCODING_NAMES = {"opus": "opus", "pcmu": "PCMU", "pcma": "PCMA", "g722": "G722"}
 
@@ -37,13 +38,37 @@ def opus_receiver_limits(offer_sdp):
 
     def number(key):
         value = params.get(key, "")
-        return int(value) if value.isdigit() and int(value) > 0 else None
+        # Plain ASCII digits of sane length only: '²'.isdigit() is true, and int() of 5,000 digits is slow.
+        if not (value.isascii() and value.isdigit() and len(value) <= MAX_FMTP_DIGITS):
+            return None
+        return int(value) or None
 
     return {
         "stereo": params.get("stereo") == "1",
         "max_average_bitrate": number("maxaveragebitrate"),
         "max_playback_rate": number("maxplaybackrate"),
     }
+
+
+def media_section_count(sdp):
+    """How many m= lines the SDP has."""
+    return len(_split(sdp)[1])
+
+
+def limit_candidates(sdp, most):
+    """Keep the first `most` a=candidate lines of the SDP, drop the rest: every candidate pair
+    is a connectivity check the server sends, so an offer cannot make it send thousands."""
+    kept = 0
+
+    def wanted(line):
+        nonlocal kept
+        if not line.startswith("a=candidate:"):
+            return True
+        kept += 1
+        return kept <= most
+
+    session, sections = _split(sdp)
+    return _join(session, [[line for line in section if wanted(line)] for section in sections])
 
 
 def parse_fmtp(value):

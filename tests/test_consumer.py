@@ -138,3 +138,94 @@ def test_closing_the_socket_closes_the_peer_and_stops_the_hub(hall):
         assert runtime.peers == set() and runtime.hubs.hubs() == []
 
     run(scenario())
+
+
+def with_opus_fmtp(offer, value):
+    return offer.replace("a=rtpmap:96 opus/48000/2\n", f"a=rtpmap:96 opus/48000/2\na=fmtp:96 {value}\n")
+
+
+def test_an_unexpected_error_after_the_seat_was_taken_closes_the_socket_and_gives_the_seat_back(monkeypatch):
+    StreamProfile.objects.create(name="Small", slug="small", max_listeners=1)
+
+    async def scenario():
+        runtime = get_runtime()
+
+        def broken_subscribe(config):
+            raise RuntimeError("a bug after admission")
+
+        monkeypatch.setattr(runtime.hubs, "subscribe", broken_subscribe)
+        for _ in range(3):  # more than the profile has places
+            communicator = await connected("small")
+            error = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
+            assert error["code"] == "internal-error", error
+            assert await communicator.receive_output() == {"type": "websocket.close", "code": 4500}
+            assert runtime.admission.seats_held == 0 and runtime.peers == set()
+        monkeypatch.undo()
+        communicator = await connected("small")
+        assert "m=audio" in await answer_to_offer(communicator)  # the one place is free
+        await communicator.disconnect()
+        assert runtime.admission.seats_held == 0
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("trigger", ["maxaveragebitrate=²", "maxaveragebitrate=" + "9" * 5000, "80 m-lines"])
+def test_hostile_offer_values_cost_no_seat(trigger):
+    StreamProfile.objects.create(name="Small", slug="small", max_listeners=1)
+    if trigger == "80 m-lines":  # each answered in kind: an answer over daphne's 64 KiB
+        offer = AIORTC_OFFER + "".join(f"m=audio 9 UDP/TLS/RTP/SAVPF 0\na=mid:{i}\na=rtpmap:0 PCMU/8000\n"
+                                        for i in range(1, 80))
+        assert len(offer) < 8 * 1024
+    else:
+        offer = with_opus_fmtp(AIORTC_OFFER, trigger)
+
+    async def scenario():
+        runtime = get_runtime()
+        for _ in range(3):
+            communicator = await connected("small")
+            reply = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": offer}))
+            assert reply["type"] in ("answer", "error"), reply
+            if reply["type"] == "error":
+                assert reply["code"] == "invalid-sdp"
+            await communicator.disconnect()
+            assert runtime.admission.seats_held == 0 and runtime.peers == set()
+        communicator = await connected("small")
+        assert "m=audio" in await answer_to_offer(communicator)
+        await communicator.disconnect()
+
+    run(scenario())
+
+
+def test_a_rejected_offer_does_not_stop_the_offer_deadline(settings):
+    settings.RTC_OFFER_TIMEOUT_SECONDS = 1
+    StreamProfile.objects.create(name="Phone", slug="phone", codec="pcma", channels=1, audio_bitrate=64000)
+    offer = AIORTC_OFFER.replace(" 96 9 0 8", " 96 9 0").replace("a=rtpmap:8 PCMA/8000\n", "")
+
+    async def scenario():
+        communicator = await connected("phone")
+        error = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": offer}))
+        assert error["code"] == "codec-not-offered"
+        timeout = await communicator.receive_json_from(timeout=3)
+        assert timeout["code"] == "offer-timeout"
+        assert await communicator.receive_output(timeout=3) == {"type": "websocket.close", "code": 4408}
+
+    run(scenario())
+
+
+def test_one_address_may_hold_only_so_many_sockets_before_any_offer(settings, hall):
+    settings.RTC_MAX_SOCKETS_PER_ADDRESS = 3
+
+    async def scenario():
+        idle = [await connected() for _ in range(3)]
+        refused = await connected()
+        error = await refused.receive_json_from()
+        assert error["code"] == "too-many-connections" and "3 at most" in error["message"]
+        assert await refused.receive_output() == {"type": "websocket.close", "code": 4429}
+        await idle.pop().disconnect()
+        again = await connected()
+        assert "m=audio" in await answer_to_offer(again)  # a place was given back with the closed socket
+        for communicator in [*idle, again]:
+            await communicator.disconnect()
+        assert get_runtime().sockets.seats_held == 0
+
+    run(scenario())

@@ -181,7 +181,7 @@ def test_a_socket_that_sends_no_offer_is_closed_after_the_offer_timeout(settings
     error, closed = run(scenario())
     assert error["code"] == "offer-timeout"
     assert closed == {"type": "websocket.close", "code": 4408}
-    assert "no offer within 1 s; closing the socket" in caplog.text
+    assert "no usable offer within 1 s; closing the socket" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)

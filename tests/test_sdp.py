@@ -127,3 +127,19 @@ def test_keep_candidates_keeps_allowed_addresses_and_drops_mdns_names():
 )
 def test_only_loopback(addresses, expected):
     assert sdp.only_loopback(addresses) is expected
+
+
+@pytest.mark.parametrize("value, expected", [("32000", 32000), ("²", None), ("٣٢٠٠٠", None), ("9" * 5000, None),
+                                             ("0", None), ("-5", None), ("4294967295", 4294967295)])
+def test_opus_receiver_limits_take_plain_ascii_numbers_of_sane_length_only(value, expected):
+    offer = sdp.set_codec_fmtp(CHROMIUM_OFFER, "opus", {"maxaveragebitrate": value})
+    assert sdp.opus_receiver_limits(offer)["max_average_bitrate"] == expected
+
+
+def test_limit_candidates_keeps_the_first_ones_only():
+    lines = "".join(f"a=candidate:{i} 1 udp 1 127.0.0.1 {10000 + i} typ host\r\n" for i in range(50))
+    offer = "\r\n".join(l for l in AIORTC_OFFER.splitlines() if not l.startswith("a=candidate:")) + "\r\n" + lines
+    limited = sdp.limit_candidates(offer, 20)
+    kept = [line for line in limited.split("\r\n") if line.startswith("a=candidate:")]
+    assert len(kept) == 20 and kept[0].startswith("a=candidate:0 ") and kept[-1].startswith("a=candidate:19 ")
+    assert sdp.media_section_count(limited) == sdp.media_section_count(offer) == 1

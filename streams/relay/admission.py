@@ -62,12 +62,15 @@ if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS
 
 
 class ClusterAdmission:
-    def __init__(self, redis_url, worker_id):
+    """Listener limits over every worker; with `names=wire.SOCKET_COUNTS`, the same for open sockets."""
+
+    def __init__(self, redis_url, worker_id, names=wire.LISTENER_COUNTS):
         self._redis = aioredis.from_url(redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
                                         socket_connect_timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0))
         self._worker_id = worker_id
-        self._listeners_key = wire.LISTENERS_PREFIX + worker_id
-        self._addresses_key = wire.ADDRESSES_PREFIX + worker_id
+        self._names = names
+        self._listeners_key = names.streams + worker_id
+        self._addresses_key = names.addresses + worker_id
         self._counted = set()  # the seats of this worker's admitted listeners
         self._dirty = False  # the Redis counts may be wrong: write them again whole
         self._lock = asyncio.Lock()  # one change of the counts at a time
@@ -83,8 +86,8 @@ class ClusterAdmission:
         async with self._lock:
             try:
                 admitted, stream_total, address_total = await self._admit(
-                    keys=[wire.WORKERS_KEY, self._listeners_key, self._addresses_key],
-                    args=[wire.LISTENERS_PREFIX, wire.ADDRESSES_PREFIX, self._worker_id, seat.slug,
+                    keys=[self._names.workers, self._listeners_key, self._addresses_key],
+                    args=[self._names.streams, self._names.addresses, self._worker_id, seat.slug,
                           seat.address, stream_max or 0, address_max or 0, TTL_SECONDS],
                 )
             except RedisError as error:
@@ -109,6 +112,11 @@ class ClusterAdmission:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    @property
+    def seats_held(self):
+        """This worker's admitted listeners."""
+        return len(self._counted)
+
     async def _uncount(self, slug, address):
         async with self._lock:
             if self._dirty:
@@ -132,7 +140,7 @@ class ClusterAdmission:
                 if rewrite:
                     self._rewrite(pipe)
                 if self._counted:
-                    pipe.sadd(wire.WORKERS_KEY, self._worker_id)
+                    pipe.sadd(self._names.workers, self._worker_id)
                 pipe.expire(self._listeners_key, TTL_SECONDS)
                 pipe.expire(self._addresses_key, TTL_SECONDS)
                 replies = await pipe.execute()
@@ -159,7 +167,7 @@ class ClusterAdmission:
         await asyncio.gather(self._task, *self._pending, return_exceptions=True)
         try:
             await self._redis.delete(self._listeners_key, self._addresses_key)
-            await self._redis.srem(wire.WORKERS_KEY, self._worker_id)
+            await self._redis.srem(self._names.workers, self._worker_id)
         except RedisError:
             pass
         await self._redis.aclose()

@@ -32,6 +32,21 @@ WORKERS_KEY = "rtc:workers"  # the workers that may hold counts (admission.py)
 OWNER_LOCK = "rtc:owner"
 
 
+@dataclasses.dataclass(frozen=True)
+class CountNames:
+    """Where one kind of admission (admission.py) keeps its counts: per-worker hashes by stream
+    and by client address, and the set of workers holding some."""
+
+    streams: str
+    addresses: str
+    workers: str
+
+
+LISTENER_COUNTS = CountNames(LISTENERS_PREFIX, ADDRESSES_PREFIX, WORKERS_KEY)
+# Open signaling sockets, offer or not (one "stream": "*"), so one address cannot hold thousands.
+SOCKET_COUNTS = CountNames("rtc:sockets:", "rtc:socket-addresses:", "rtc:socket-workers")
+
+
 class BadPacket(ValueError):
     pass
 
