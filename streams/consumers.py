@@ -211,8 +211,9 @@ class ListenConsumer(AsyncWebsocketConsumer):
         self.seat = seat
         # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
         self.limits = sdp.opus_receiver_limits(offer)
-        config = self.config = profile.stream_config().limited_by(self.limits)
-        track = runtime.hubs.subscribe(config)
+        self.wanted = profile.stream_config().limited_by(self.limits)
+        track = runtime.hubs.subscribe(self.wanted)
+        config = track.hub.config  # the variant it joined: the same, unless the stream runs its most
         self.peer = ListenerPeer(profile.slug, seat.address, track, runtime.peers, on_closed=self.peer_closed)
         logger.info("%r connecting from %s", self.peer, seat.address)
         try:
@@ -275,19 +276,19 @@ class ListenConsumer(AsyncWebsocketConsumer):
         if refusal:
             await self.fail(SignalingError("forbidden", refusal, CLOSE_FORBIDDEN))
             return
-        config = profile.stream_config().limited_by(self.limits)
-        if config == self.config:
+        wanted = profile.stream_config().limited_by(self.limits)
+        if wanted == self.wanted:
             return
-        if config.codec != self.config.codec:
-            logger.info("%r: codec now %s; asking the listener to renegotiate", self.peer, config.codec)
+        if wanted.codec != self.wanted.codec:
+            logger.info("%r: codec now %s; asking the listener to renegotiate", self.peer, wanted.codec)
             self.closing = True
-            message = f"The stream changed to {sdp.ENCODING_NAMES[config.codec]}; reconnecting."
+            message = f"The stream changed to {sdp.ENCODING_NAMES[wanted.codec]}; reconnecting."
             await self.send(text_data=json.dumps({"type": "renegotiate", "message": message}))
             await self.close(code=CLOSE_RENEGOTIATE)
             return
         logger.info("%r: settings changed; switching to the new stream", self.peer)
-        self.config = config
-        self.peer.switch_track(get_runtime().hubs.subscribe(config))
+        self.wanted = wanted
+        self.peer.switch_track(get_runtime().hubs.subscribe(wanted))
 
     async def stream_stopped(self, event):
         """The operator switched this stream off or deleted it: say so and close as "profile gone"."""

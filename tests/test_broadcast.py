@@ -107,3 +107,38 @@ def test_a_new_listener_starts_at_the_live_edge_not_with_what_queued_while_it_co
     assert queued >= 7
     assert first is seen[-1] or first.pts > seen[-1].pts  # the newest packet, not the oldest queued
     assert skipped == queued - 1
+
+
+def limits(bitrate=None, stereo=True, playback=None):
+    return {"stereo": stereo, "max_average_bitrate": bitrate, "max_playback_rate": playback}
+
+
+def test_listener_limits_round_down_to_a_few_bitrates_so_clients_cannot_multiply_encoders():
+    wanted = {CONFIG.limited_by(limits(bitrate)) for bitrate in range(32_000, 48_000, 1_000)}
+    assert {config.opus_bitrate for config in wanted} == {32_000}
+    assert CONFIG.limited_by(limits(47_999)).opus_bitrate == 32_000
+    assert CONFIG.limited_by(limits(500_000)).opus_bitrate == CONFIG.opus_bitrate  # limits only lower it
+    assert CONFIG.limited_by(limits(5_000)).opus_bitrate == 6_000  # Opus's least
+
+
+def test_a_stream_runs_at_most_its_cap_of_variants_and_later_ones_join_the_closest():
+    made = []
+
+    def make_hub(config, on_idle):
+        made.append(config)
+        return BroadcastHub(config, 5, lambda c, s: SineSource(c.sine_frequencies), lambda *a: None, on_idle)
+
+    async def scenario():
+        hubs = HubRegistry(make_hub, max_variants=3)
+        asked = [CONFIG.limited_by(limits(bitrate)) for bitrate in (16_000, 32_000, 64_000, 24_000, 48_000)]
+        tracks = [hubs.subscribe(config) for config in asked]
+        got = [track.hub.config for track in tracks]
+        other = hubs.subscribe(replace(CONFIG, slug="other").limited_by(limits(24_000)))  # another stream: its own
+        for track in [*tracks, other]:
+            track.stop()
+        return asked, got, other.hub.config
+
+    asked, got, other = asyncio.run(scenario())
+    assert len(made) == 4  # three variants of the stream, one of the other stream
+    assert [c.opus_bitrate for c in got] == [16_000, 32_000, 64_000, 16_000, 32_000]  # richest within the limit
+    assert other.opus_bitrate == 24_000

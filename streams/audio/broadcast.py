@@ -275,20 +275,45 @@ class BroadcastHub(Hub):
         self._push(audio, 0)
 
 
+MAX_VARIANTS_PER_STREAM = 6
+
+
+def closest_variant(wanted, variants):
+    """Of running `variants`, the one to give a listener that wants `wanted`: the richest within
+    its limits (channels, bitrate, playback rate), else the leanest."""
+    def within(variant):
+        return (variant.channels <= wanted.channels and variant.opus_bitrate <= wanted.opus_bitrate
+                and variant.opus_max_playback_rate <= wanted.opus_max_playback_rate)
+
+    def richness(variant):
+        return variant.opus_bitrate, variant.channels, variant.opus_max_playback_rate
+
+    fitting = [variant for variant in variants if within(variant)]
+    return max(fitting, key=richness) if fitting else min(variants, key=richness)
+
+
 class HubRegistry:
     """The hubs of one process, one per distinct StreamConfig, made by `make_hub(config, on_idle)`:
     a BroadcastHub (this process encodes) or a relay.worker.RelayHub (the media owner does).
     `on_empty()` runs when the last hub goes."""
 
-    def __init__(self, make_hub, on_empty=None):
+    def __init__(self, make_hub, on_empty=None, max_variants=MAX_VARIANTS_PER_STREAM):
         self._make_hub = make_hub
         self._on_empty = on_empty
+        self._max_variants = max_variants
         self._hubs = {}
 
     def subscribe(self, config):
+        """A track of the hub for `config`; its `hub.config` is what the listener really gets.
+        When the stream already runs its most variants, a listener whose variant is not among
+        them joins the closest one (see `closest_variant`) instead of starting another encoder."""
         hub = self._hubs.get(config)
         if hub is None:
-            hub = self._hubs[config] = self._make_hub(config, self._forget)
+            variants = [known for known in self._hubs if known.unlimited() == config.unlimited()]
+            if len(variants) >= self._max_variants:
+                hub = self._hubs[closest_variant(config, variants)]
+            else:
+                hub = self._hubs[config] = self._make_hub(config, self._forget)
         return hub.subscribe()
 
     def _forget(self, hub):

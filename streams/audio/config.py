@@ -10,6 +10,10 @@ from dataclasses import dataclass, replace
 from .. import sdp
 
 OPUS_PLAYBACK_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)
+# The bitrates a listener's limit is rounded down to: clients cannot make an encoder each by asking
+# for 31,999, 31,998, ... bit/s. With mono/stereo and the five playback rates, a stream has few
+# possible variants, and HubRegistry caps how many run at once.
+VARIANT_BITRATES = (6_000, 16_000, 24_000, 32_000, 48_000, 64_000, 96_000, 128_000, 192_000, 256_000)
 SAMPLE_RATE = 48_000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
@@ -45,6 +49,10 @@ class StreamConfig:
             dtx=self.opus_dtx,
         )
 
+    def unlimited(self):
+        """This stream without what listeners' limits change: variants of one stream have the same."""
+        return replace(self, channels=0, opus_bitrate=0, opus_max_playback_rate=0)
+
     def limited_by(self, limits):
         """The variant of this stream that a listener's Opus limits (sdp.opus_receiver_limits) allow.
 
@@ -53,9 +61,11 @@ class StreamConfig:
         if self.codec != "opus":
             return self
         channels = self.channels if limits["stereo"] else 1
-        bitrate = min(self.opus_bitrate, limits["max_average_bitrate"] or self.opus_bitrate)
+        bitrate = self.opus_bitrate
+        if limits["max_average_bitrate"] and limits["max_average_bitrate"] < bitrate:
+            bitrate = max([rate for rate in VARIANT_BITRATES if rate <= limits["max_average_bitrate"]] or [6_000])
         playback_rate = self.opus_max_playback_rate
         if limits["max_playback_rate"]:
             allowed = [rate for rate in OPUS_PLAYBACK_RATES if rate <= limits["max_playback_rate"]] or [8_000]
             playback_rate = min(playback_rate, allowed[-1])
-        return replace(self, channels=channels, opus_bitrate=max(bitrate, 6_000), opus_max_playback_rate=playback_rate)
+        return replace(self, channels=channels, opus_bitrate=bitrate, opus_max_playback_rate=playback_rate)
