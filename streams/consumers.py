@@ -20,7 +20,7 @@ from django.conf import settings
 
 from . import sdp
 from .limits import MessageRate, Seat
-from .models import StreamProfile
+from .models import StreamProfile, not_found_message
 from .peers import ListenerPeer, OfferRejected
 from .runtime import get_runtime, status_group
 
@@ -78,17 +78,13 @@ class ListenConsumer(AsyncWebsocketConsumer):
                                            CLOSE_TOO_MANY_LISTENERS))
             return
         self.socket_seat = socket_seat
-        self.profile = await load_enabled_profile(self.slug)
-        if self.profile is None:
-            await self.send_error("profile-not-found", f"There is no enabled stream called {self.slug!r}.")
+        profile = await load_enabled_profile(self.slug)
+        if profile is None or profile.refusal(self.scope.get("user"), self.query_key()):
+            # Unknown, switched off or not for this listener: all alike, nothing revealed.
+            await self.send_error("profile-not-found", not_found_message(self.slug))
             await self.close(code=CLOSE_PROFILE_NOT_FOUND)
             return
-        refusal = self.profile.refusal(self.scope.get("user"), self.query_key())
-        if refusal:
-            self.profile = None
-            await self.send_error("forbidden", refusal)
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
+        self.profile = profile
         self.offer_timer = asyncio.get_running_loop().call_later(
             settings.RTC_OFFER_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self.offer_timed_out())
         )

@@ -180,3 +180,9 @@ class StreamProfile(models.Model):
             opus_dtx=self.opus_dtx,
             opus_application=self.opus_application,
         )
+
+
+def not_found_message(slug):
+    """What an unknown, switched-off or forbidden stream answers alike (page and socket)."""
+    return (f"There is no stream called “{slug}” that you may listen to. "
+            "A stream for signed-in users needs you to sign in first.")

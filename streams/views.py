@@ -1,36 +1,37 @@
 
-from django.conf import settings
 import ipaddress
 import threading
-
 from urllib.parse import quote
+
+from django.conf import settings
 
 from django.http import Http404, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 
-from .models import StreamProfile
+from .models import StreamProfile, not_found_message
 
 
 def index(request):
-    profiles = StreamProfile.objects.filter(enabled=True)
+    """The streams this visitor may hear: public ones, and login-only ones once signed in. A
+    secret-link stream is never listed; its link is its way in."""
+    profiles = [profile for profile in StreamProfile.objects.filter(enabled=True)
+                if profile.refusal(request.user, key="") is None]
     return render(request, "streams/index.html", {"profiles": profiles})
 
 
 def listen(request, slug):
-    profile = StreamProfile.objects.filter(slug=slug).first()
-    if profile is None:
-        raise Http404(f"There is no stream called “{slug}”.")
-    if not profile.enabled:
-        raise Http404(f"The stream “{profile.name}” is switched off.")
+    """A stream that is unknown, switched off, or not for this visitor answers alike: 404, naming
+    nothing but the slug asked for, so nobody learns which protected streams exist."""
     key = request.GET.get("key", "")
-    refusal = profile.refusal(request.user, key)
-    if refusal:
-        login = f"/admin/login/?next={quote(request.get_full_path())}"
-        context = {"message": refusal, "login_url": login if profile.access == profile.Access.LOGGED_IN else None}
-        return render(request, "403.html", context, status=403)
+    profile = StreamProfile.objects.filter(slug=slug, enabled=True).first()
+    if profile is None or profile.refusal(request.user, key):
+        raise Http404(not_found_message(slug))
     ws_path = f"/ws/listen/{profile.slug}/" + (f"?key={quote(key)}" if key else "")
     listener_config = {"wsPath": ws_path, "iceServers": settings.RTC_ICE_SERVERS}
-    return render(request, "streams/listen.html", {"profile": profile, "listener_config": listener_config})
+    response = render(request, "streams/listen.html", {"profile": profile, "listener_config": listener_config})
+    if key:
+        response["Cache-Control"] = "no-store"  # the page carries the secret key
+    return response
 
 
 def _is_local_or_staff(request):

@@ -1,6 +1,8 @@
 """Who may listen: every access mode against anonymous, logged-in, right key and wrong key,
 for both the page and the signaling socket."""
 import asyncio
+import json
+from pathlib import Path
 
 import pytest
 from channels.routing import URLRouter
@@ -8,12 +10,13 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
-from streams.models import StreamProfile
+from streams.models import StreamProfile, not_found_message
 from streams.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 APP = URLRouter(websocket_urlpatterns)
+AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
 KEY = "the-right-key-0123456789"
 WHO = ["anonymous", "logged-in", "right key", "wrong key"]
 ALLOWED = {
@@ -43,9 +46,13 @@ def test_the_page(client, listener_user, mode, who):
     if who == "logged-in":
         client.force_login(listener_user)
     response = client.get(f"/listen/{mode}/{query(who)}")
-    assert response.status_code == (200 if who in ALLOWED[mode] else 403)
-    if who not in ALLOWED[mode]:
-        assert "Not allowed" in response.content.decode()
+    if who in ALLOWED[mode]:
+        assert response.status_code == 200
+    else:  # exactly what an unknown stream answers: nothing says this one exists
+        unknown = client.get(f"/listen/no-such-{mode}/{query(who)}")
+        assert response.status_code == unknown.status_code == 404
+        same = [page.content.decode().replace(f"“{slug}”", "“X”") for page, slug in ((response, mode), (unknown, f"no-such-{mode}"))]
+        assert same[0] == same[1]
 
 
 @pytest.mark.parametrize("mode, who", CASES)
@@ -58,18 +65,18 @@ def test_the_socket(listener_user, mode, who):
         communicator.scope["user"] = user
         connected, _ = await communicator.connect()
         assert connected
-        if await communicator.receive_nothing(timeout=0.3):
-            await communicator.disconnect()
-            return "allowed", None
-        error = await communicator.receive_json_from()
-        return error, await communicator.receive_output()
+        await communicator.send_to(text_data=json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
+        reply = await communicator.receive_json_from(timeout=10)
+        closed = None if reply["type"] == "answer" else await communicator.receive_output()
+        await communicator.disconnect()
+        return reply, closed
 
-    outcome, closed = asyncio.run(scenario())
+    reply, closed = asyncio.run(scenario())
     if who in ALLOWED[mode]:
-        assert outcome == "allowed"
-    else:
-        assert outcome["code"] == "forbidden" and outcome["message"]
-        assert closed == {"type": "websocket.close", "code": 4403}
+        assert reply["type"] == "answer"
+    else:  # as for an unknown stream
+        assert reply == {"type": "error", "code": "profile-not-found", "message": not_found_message(mode)}
+        assert closed == {"type": "websocket.close", "code": 4404}
 
 
 def test_the_page_passes_its_key_on_to_the_socket(client):
@@ -83,7 +90,7 @@ def test_rotating_the_key_revokes_old_links(client, admin_client):
     admin_client.post("/admin/streams/streamprofile/", {"action": "rotate_access_keys", "_selected_action": [profile.pk]})
     profile.refresh_from_db()
     assert profile.access_key != KEY and len(profile.access_key) >= 20
-    assert client.get(f"/listen/link/?key={KEY}").status_code == 403
+    assert client.get(f"/listen/link/?key={KEY}").status_code == 404
     assert client.get(f"/listen/link/?key={profile.access_key}").status_code == 200
 
 
@@ -97,3 +104,28 @@ def test_admin_shows_the_share_link_and_a_qr_code(admin_client):
 def test_each_new_profile_gets_its_own_key():
     keys = {StreamProfile.objects.create(name=f"p{i}", slug=f"p{i}").access_key for i in range(5)}
     assert len(keys) == 5
+
+
+def test_the_index_lists_only_what_the_visitor_may_hear(client, listener_user):
+    for mode in ALLOWED:
+        make(mode)
+    StreamProfile.objects.create(name="Off", slug="off", enabled=False)
+
+    def listed():
+        page = client.get("/").content.decode()
+        return {slug for slug in ["public", "login", "link", "off"] if f"/listen/{slug}/" in page}
+
+    assert listed() == {"public"}
+    client.force_login(listener_user)
+    assert listed() == {"public", "login"}
+
+
+def test_a_switched_off_stream_is_not_named(client):
+    StreamProfile.objects.create(name="The Secret Gala", slug="gala", enabled=False)
+    page = client.get("/listen/gala/").content.decode()
+    assert "Secret Gala" not in page and "gala" in page
+
+
+def test_a_page_carrying_its_key_is_not_cached(client):
+    make("link")
+    assert client.get(f"/listen/link/?key={KEY}")["Cache-Control"] == "no-store"

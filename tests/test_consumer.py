@@ -6,7 +6,7 @@ import pytest
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from streams.models import StreamProfile
+from streams.models import StreamProfile, not_found_message
 from streams.routing import websocket_urlpatterns
 from tests.helpers import run
 from streams.runtime import get_runtime
@@ -44,7 +44,7 @@ def test_unknown_profile_gets_an_error_and_close_4404():
     async def scenario():
         communicator = await connected("nope")
         error = await communicator.receive_json_from()
-        assert error == {"type": "error", "code": "profile-not-found", "message": "There is no enabled stream called 'nope'."}
+        assert error == {"type": "error", "code": "profile-not-found", "message": not_found_message("nope")}
         assert await communicator.receive_output() == {"type": "websocket.close", "code": 4404}
 
     run(scenario())

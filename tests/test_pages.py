@@ -20,7 +20,7 @@ def test_index_lists_enabled_profiles_only(client, tone):
     assert "Hidden" not in page
 
 
-@pytest.mark.parametrize("slug, message", [("nope", "There is no stream called"), ("hidden", "is switched off")])
+@pytest.mark.parametrize("slug, message", [("nope", "There is no stream called “nope”"), ("hidden", "There is no stream called “hidden”")])
 def test_listen_page_of_an_unknown_or_disabled_profile_is_a_404_that_says_so(client, tone, slug, message, settings):
     settings.DEBUG = False
     StreamProfile.objects.create(name="Hidden", slug="hidden", enabled=False)
