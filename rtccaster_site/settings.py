@@ -146,12 +146,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # Lines that clients can provoke are held to a few of a kind a minute (rtccaster_site/logfilters.py).
+    "filters": {"repeat_limit": {"()": "rtccaster_site.logfilters.RepeatLimit", "per_minute": 20}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["repeat_limit"]},
         "file": {
-            "class": "logging.FileHandler",
+            # Rotated by size: the file and RTC_LOG_BACKUPS older ones, each at most RTC_LOG_MAX_MB.
+            "class": "logging.handlers.RotatingFileHandler",
             "filename": env_str("RTC_LOG_FILE", str(BASE_DIR / "app.log")),
+            "maxBytes": env_int("RTC_LOG_MAX_MB", 10, minimum=1, maximum=10_000) * 1024 * 1024,
+            "backupCount": env_int("RTC_LOG_BACKUPS", 5, minimum=1, maximum=100),
             "formatter": "plain",
+            "filters": ["repeat_limit"],
         },
     },
     "root": {"handlers": ["console", "file"], "level": "WARNING"},

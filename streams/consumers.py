@@ -303,3 +303,10 @@ class ListenConsumer(AsyncWebsocketConsumer):
     def client_address(self):
         client = self.scope.get("client") or ("?", 0)
         return client[0]
+
+
+class NoSuchSocket(AsyncWebsocketConsumer):
+    """A WebSocket to any other path: its handshake is refused (HTTP 403), without a log line."""
+
+    async def connect(self):
+        await self.close()

@@ -49,9 +49,14 @@ def test_two_workers_and_an_owner_under_supervisord_serve_one_port_and_stop_toge
 
         wait_for(lambda: len(workers()) == 2 and any("media_owner" in c for c in children(supervisor.pid).values()),
                  30, "two workers and the owner under supervisord")
-        log = tmp_path / "app.log"
-        wait_for(lambda: log.exists() and "media owner now" in log.read_text()
-                 and log.read_text().count("RTC Caster listening") == 2, 30, "the owner's lock and both workers up")
+        # Each process writes a rotating log of its own beside RTC_LOG_FILE.
+        owner_log, worker_logs = tmp_path / "app.owner.log", [tmp_path / f"app.worker-{n}.log" for n in (0, 1)]
+
+        def up():
+            logs = [log.read_text() if log.exists() else "" for log in (owner_log, *worker_logs)]
+            return "media owner now" in logs[0] and all("RTC Caster listening" in log for log in logs[1:])
+
+        wait_for(up, 30, "the owner's lock and both workers up, each in its own log")
 
         async def hear():
             listener = Listener(f"ws://127.0.0.1:{port}/ws/listen/crowd/")

@@ -74,3 +74,17 @@ def test_without_a_trusted_proxy_forwarded_headers_are_ignored(own_server):
     daphne = one_listener_per_address(own_server, trusted=False)
     # Every socket comes from 127.0.0.1, whatever the header claims: the second is refused.
     assert run(three_offers(daphne, "venue")) == ["answer", "too-many-listeners", "too-many-listeners"]
+
+
+def test_a_socket_to_an_unrouted_path_is_refused_without_a_traceback(server):
+    async def scenario():
+        statuses = []
+        for path in ("/ws/nope/", "/ws/listen/", "/anything/else"):
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(f"ws://127.0.0.1:{server.port}{path}", origin=server.url("").rstrip("/")):
+                    pass
+            statuses.append(refused.value.response.status_code)
+        return statuses
+
+    assert run(scenario()) == [403, 403, 403]
+    assert "Traceback" not in server.log() and "No route found" not in server.log()

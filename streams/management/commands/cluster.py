@@ -16,9 +16,11 @@ from django.core.management.base import BaseCommand, CommandError
 RUN_DIR = Path(settings.BASE_DIR) / ".run"
 
 
-def supervisord_config(*, python, manage, workers, host, port, run_dir):
-    """The supervisord.conf text for an owner and `workers` daphne processes on host:port."""
+def supervisord_config(*, python, manage, workers, host, port, run_dir, log_file):
+    """The supervisord.conf text for an owner and `workers` daphne processes on host:port. Each
+    process logs to a file of its own beside `log_file` (a rotating log has one writer)."""
     bracketed = f"[{host}]" if ":" in host else host
+    log_stem = str(log_file)[:-4] if str(log_file).endswith(".log") else str(log_file)
     return f"""\
 [supervisord]
 nodaemon=true
@@ -37,6 +39,7 @@ serverurl=unix://{run_dir}/supervisor.sock
 
 [program:media_owner]
 command={python} {manage} media_owner
+environment=RTC_LOG_FILE="{log_stem}.owner.log"
 autorestart=true
 startsecs=1
 stopsignal=TERM
@@ -50,6 +53,7 @@ socket=tcp://{bracketed}:{port}
 command={python} {manage} serve --fd 0 --host {host} --port {port}
 numprocs={workers}
 process_name=worker-%(process_num)d
+environment=RTC_LOG_FILE="{log_stem}.worker-%(process_num)d.log"
 autorestart=true
 startsecs=1
 stopsignal=TERM
@@ -82,6 +86,7 @@ class Command(BaseCommand):
         config.write_text(supervisord_config(
             python=sys.executable, manage=Path(settings.BASE_DIR) / "manage.py", workers=workers,
             host=host or settings.RTC_HOST, port=port or settings.RTC_PORT, run_dir=run_dir.resolve(),
+            log_file=settings.LOGGING["handlers"]["file"]["filename"],
         ))
         self.stdout.write(f"{workers} daphne worker(s) and a media owner under supervisord ({config}); "
                           f"Redis: {settings.REDIS_URL}")
