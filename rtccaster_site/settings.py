@@ -1,4 +1,5 @@
 """RTC Caster settings. Every value an operator may change comes from the environment (see README)."""
+import datetime
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -76,6 +77,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "streams",
 ]
 
@@ -87,7 +89,18 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# Admin login throttling (django-axes): after 5 failures from one address, or against one user,
+# further tries are refused (429) for 15 minutes, before any password is checked; each lockout
+# is logged. Attempts live in the database, which every worker shares.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_SENSITIVE_PARAMETERS = ["username"]  # the log names the address; a mistyped password may stand in the username
 
 ROOT_URLCONF = "rtccaster_site.urls"
 ASGI_APPLICATION = "rtccaster_site.asgi.application"
