@@ -82,3 +82,10 @@ def test_a_person_hears_440_then_1000_hz_after_changing_it_in_admin(server, clie
         listen_in_chromium(page, server, "default", 440)
         change_in_admin(client, profile, sine_frequency=1000)
         listen_in_chromium(page, server, "default", 1000)
+
+
+def test_pages_carry_a_content_security_policy_without_inline_scripts(client, tone, admin_client):
+    for response in (client.get("/"), client.get("/listen/tone/"), admin_client.get("/admin/")):
+        policy = response["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+        assert "frame-ancestors 'none'" in policy

@@ -49,7 +49,6 @@ class Command(BaseCommand):
     def build_server(self, host, port, fd=None):
         # daphne.server installs Twisted's asyncio reactor when imported: import it before the reactor.
         from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
 
         from rtccaster_site.asgi import application
 
@@ -73,22 +72,10 @@ class Command(BaseCommand):
                 "proxy_forwarded_port_header": "X-Forwarded-Port",
                 "proxy_forwarded_proto_header": "X-Forwarded-Proto",
             }
+        from rtccaster_site.httpguard import GuardedServer
         from streams.consumers import MAX_MESSAGE_BYTES
 
-        class CleanClosingServer(Server):
-            """Daphne, but a WebSocket that breaks a limit gets a close frame (e.g. 1009) before the
-            connection ends: autobahn's default is to drop TCP, leaving the browser only 1006."""
-
-            @property
-            def ws_factory(self):
-                return self._ws_factory
-
-            @ws_factory.setter
-            def ws_factory(self, factory):
-                factory.setProtocolOptions(failByDrop=False)
-                self._ws_factory = factory
-
-        return CleanClosingServer(
+        return GuardedServer(
             application=application,
             endpoints=endpoints,
             websocket_handshake_timeout=10,
