@@ -88,3 +88,12 @@ def test_a_socket_to_an_unrouted_path_is_refused_without_a_traceback(server):
 
     assert run(scenario()) == [403, 403, 403]
     assert "Traceback" not in server.log() and "No route found" not in server.log()
+
+
+def test_any_origin_allowed_is_warned_about_at_start(own_server, server):
+    from tests.waiting import wait_for
+
+    wide_open = own_server({"RTC_ALLOWED_HOSTS": "*"})
+    wait_for(lambda: "RTC Caster listening" in wide_open.log(), 10, "the start-up lines")
+    assert "RTC_ALLOWED_HOSTS is '*'" in wide_open.log()
+    assert "RTC_ALLOWED_HOSTS is '*'" not in server.log()  # named hosts: no warning

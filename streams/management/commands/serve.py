@@ -102,3 +102,6 @@ class Command(BaseCommand):
             logger.info("  open %s://%s:%d/  (admin: %s://%s:%d/admin/)", scheme, address, port, scheme, address, port)
         if settings.RTC_ICE_ADDRESSES:
             logger.info("ICE host candidates limited to %s", ", ".join(settings.RTC_ICE_ADDRESSES))
+        if "*" in settings.ALLOWED_HOSTS:
+            logger.warning("RTC_ALLOWED_HOSTS is '*': a page on any site may open signaling sockets here. "
+                           "On a network, set it to the host names listeners use (e.g. radio.example.org).")
