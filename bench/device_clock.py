@@ -15,12 +15,14 @@ busy with busy loops; `--load listeners:N` adds N listeners in client processes.
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,40 +68,77 @@ def load(kind, server):
         raise SystemExit(f"unknown --load {kind!r}")
 
 
-def describe(label, timing, dropped, status):
+def describe(label, timing, dropped, status, reference):
     frames = status["hubs"][0]["frames"]
     server = frames["capture_to_send_ms"] or {}
     lag = status["loop_lag_ms_last_minute"]
     print(f"  {label}: {timing['packet_rate']:.3f} packets/s, drift {timing['drift_ms_per_minute']:+.1f} ms/min, "
-          f"spread p50 {timing['spread_p50_ms']:.1f} ms p95 {timing['spread_p95_ms']:.1f} ms, "
+          f"spread p50 {timing['spread_p50_ms']:.1f} ms p95 {timing['spread_p95_ms']:.1f} ms "
+          f"(the device read by parec: p95 {reference['spread_p95_ms']:.1f} ms, drift {reference['drift_ms_per_minute']:+.1f}), "
           f"jumps {timing['timeline_jumps']}, lost {timing['lost']}, dropouts {dropped}; server: capture to send "
           f"p50 {server.get('p50')} ms p99 {server.get('p99')} ms, dropped {frames['dropped_frames']}, "
           f"silence {frames['silence_frames']}, event loop lag p99 {lag['p99']} ms max {lag['max']} ms, "
           f"longest GC pause {status['gc_pauses_ms_last_minute']['max']} ms", flush=True)
 
 
-async def measure(server, minutes):
+class DeviceReference:
+    """The device's own delivery, read beside the server: parec on the same monitor with the same
+    10 ms latency, its reads timed by a process of its own. Each read is stamped like a packet
+    (arrival ms, count, samples so far), so rtp_timing gives its spread and drift: the floor that
+    a stream from this device cannot beat on this machine."""
+
+    def __init__(self, rig):
+        code = ("import json, os, subprocess, sys, time\n"
+                "p = subprocess.Popen(['parec', '--device=virt.monitor', '--raw', '--format=s16le', '--rate=48000',"
+                " '--channels=2', '--latency-msec=10'], stdout=subprocess.PIPE)\n"
+                "samples, reads = 0, 0\n"
+                "while True:\n"
+                "    data = os.read(p.stdout.fileno(), 3840)\n"
+                "    samples += len(data) // 4; reads += 1\n"
+                "    if samples % 960 < len(data) // 4:\n"  # a line per 20 ms of samples, like a packet
+                "        print(json.dumps([time.time() * 1000, reads, samples - samples % 960]), flush=True)\n")
+        self.process = subprocess.Popen([sys.executable, "-c", code], env=rig.child_env(), stdout=subprocess.PIPE, text=True)
+        self.records = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            arrival, reads, samples = json.loads(line)
+            self.records.append((arrival, reads, samples, b""))
+
+    def close(self):
+        self.process.kill()
+        self.process.wait()
+
+
+async def measure(server, rig, minutes):
     listener = Listener(server.ws_url("desk"))
     await listener.connect()
+    reference = DeviceReference(rig)
     try:
         await listener.listen_for(3)
         heard = listener.heard
-        minute_rows, start_packet, start_chunk = [], len(heard.packets), len(heard.chunks)
-        first_packet, first_chunk = start_packet, start_chunk
-        for minute in range(1, int(minutes) + 1):
-            await asyncio.sleep(60)
-            status = server.status()
-            timing = rtp_timing(heard.packets[start_packet:], 48_000)
-            samples = np.concatenate([c for _, c in heard.chunks[start_chunk:]])[:, 0]
-            dropped = dropouts(samples, heard.sample_rate)
-            describe(f"minute {minute:>2}", timing, dropped, status)
-            minute_rows.append(timing)
-            start_packet, start_chunk = len(heard.packets), len(heard.chunks)
-        timing = rtp_timing(heard.packets[first_packet:], 48_000)
-        samples = np.concatenate([c for _, c in heard.chunks[first_chunk:]])[:, 0]
-        describe("all", timing, dropouts(samples, heard.sample_rate), server.status())
+        marks = [(len(heard.packets), len(heard.chunks), len(reference.records))]
+        statuses = []
+        for _ in range(int(minutes)):
+            await asyncio.sleep(60)  # nothing heavy on this loop while it listens: all figures come at the end
+            marks.append((len(heard.packets), len(heard.chunks), len(reference.records)))
+            statuses.append(await asyncio.to_thread(server.status))
     finally:
         await listener.close()
+        reference.close()
+
+    def figures(start, end):
+        timing = rtp_timing(heard.packets[start[0]:end[0]], 48_000)
+        samples = np.concatenate([c for _, c in heard.chunks[start[1]:end[1]]])[:, 0]
+        device = rtp_timing([(a, i % 65536, s % (1 << 32), b"") for i, (a, _, s, _) in enumerate(reference.records[start[2]:end[2]])], 48_000)
+        return timing, dropouts(samples, heard.sample_rate), device
+
+    for minute, (start, end, status) in enumerate(zip(marks, marks[1:], statuses), 1):
+        describe(f"minute {minute:>2}", *figures(start, end)[:2], status, figures(start, end)[2])
+    timing, dropped, device = figures(marks[0], marks[-1])
+    describe("all", timing, dropped, statuses[-1], device)
 
 
 def main():
@@ -119,7 +158,7 @@ def main():
         try:
             with load(args.load, server) as described:
                 print(f"load: {described}; one decoding listener, {args.minutes} minutes", flush=True)
-                asyncio.run(measure(server, args.minutes))
+                asyncio.run(measure(server, rig, args.minutes))
         finally:
             tone.terminate()
             server.stop()
