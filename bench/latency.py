@@ -1,13 +1,22 @@
 """Latency as a listener meets it, measured in a real Chromium on loopback.
 
-1. Time to first sound: from the Listen click to the first non-silent analyser frame
-   (default profile, 440 Hz sine), over --tries page loads.
-2. Source to browser: clicks are written into a PulseAudio null sink that a device
-   profile captures; each click is timestamped when written (pacat, 10 ms buffer) and
-   when the page's analyser sees its onset (same machine, same clock).
+1. Time to first sound: the listener page opened in a fresh tab of a Chromium that keeps its own
+   autoplay policy (no sound before a tap). The page connects on load and waits for the tap;
+   measured from the tap on #listen to the first non-silent frame of the page's own level meters
+   (a 440 Hz sine profile), over --tries tabs. A page that does not connect before the tap is
+   measured the same way, connecting included, and the result says so.
+2. Source to browser: coded clicks (tests/rigs/clicks.py, which explains the pairing) played into
+   a PulseAudio null sink that a device profile captures, one a second, for --minutes in one
+   browser session, timed to the moment Chromium's playout takes them from its jitter buffer;
+   per-minute medians and p95 show growth, also net of the jitter buffer (which Chromium adapts
+   by itself). Each minute also reads the browser's jitter buffer (inbound-rtp delay and target
+   per emitted sample, over that minute) and the server's /status.json figures for the stream.
+   --sessions browser sessions per latency choice; several choices (--latency low,robust) are
+   measured alternately.
 
     .venv/bin/python bench/latency.py
-    .venv/bin/python bench/latency.py --tries 20 --clicks 40
+    .venv/bin/python bench/latency.py --minutes 1 --sessions 1 --tries 3     # a quick check
+    .venv/bin/python bench/latency.py --latency low,normal,robust
 """
 import argparse
 import os
@@ -17,69 +26,41 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from tests.rigs.chromium import chromium_page  # noqa: E402
-from tests.rigs.daphne import DaphneServer
-from tests.waiting import wait_for  # noqa: E402
+from tests.rigs.clicks import ClickWriter, growth, measure, percentile, start_listening  # noqa: E402
+from tests.rigs.daphne import DaphneServer  # noqa: E402
 from tests.rigs.pulseaudio import PulseAudioRig  # noqa: E402
 
-RATE = 48_000
-CHUNK = RATE // 100  # 10 ms
-CLICK_EVERY_S = 0.5
-PACAT_LATENCY_MS = 10
+LATENCY_CHOICES = ("low", "normal", "robust")
+TAG = "rtc-latency-bench:"
 
-FIRST_SOUND_JS = """() => new Promise((resolve) => {
+# Reports through the console, so that the benchmark never has to query the page before the tap:
+# Playwright's queries count as user activation, and one would let the page autoplay.
+FIRST_SOUND_SCRIPT = """document.addEventListener("DOMContentLoaded", () => {
+  const say = (text) => console.log(`%(tag)s ${text}`);
+  const root = document.getElementById("listener");
   const button = document.getElementById("listen");
-  const clicked = performance.now();
-  button.click();
-  const poll = () => {
+  say(button.hidden ? "page connects-on-load" : "page connects-on-tap");
+  new MutationObserver(() => say(`playback ${root.dataset.playback}`))
+    .observe(root, { attributes: true, attributeFilter: ["data-playback"] });
+  let tapped = null;
+  document.addEventListener("click", (event) => {
+    if (event.isTrusted && tapped === null && event.target.closest("#listen")) tapped = performance.now();
+  }, { capture: true });
+  const watch = () => {
     const levels = window.rtcCaster.meters.levels();
-    if (Math.max(levels.left.rmsDb, levels.right.rmsDb) > -40) resolve(performance.now() - clicked);
-    else requestAnimationFrame(poll);
+    const loud = Math.max(levels.left.rmsDb, levels.right.rmsDb) > -40;
+    if (loud && tapped === null) say("sound-before-tap");
+    else if (loud) return say(`first-sound ${performance.now() - tapped}`);
+    requestAnimationFrame(watch);
   };
-  requestAnimationFrame(poll);
-})"""
-
-# Finds click onsets in the page's stream; records their wall-clock time (ms since the epoch).
-CLICK_DETECTOR_JS = """() => {
-  // Every 256-sample block of the page's stream, as it is processed: no block can be missed.
-  const stream = document.getElementById("player").srcObject;
-  const context = new AudioContext();
-  const probe = context.createScriptProcessor(256, 2, 1);
-  context.createMediaStreamSource(stream).connect(probe);
-  probe.connect(context.destination);  // it only runs when connected; it outputs silence
-  window.__onsets = [];
-  let last = 0;
-  probe.onaudioprocess = (event) => {
-    const now = performance.timeOrigin + performance.now();
-    const samples = event.inputBuffer.getChannelData(0);
-    for (let i = 0; i < samples.length; i++) {
-      if (Math.abs(samples[i]) > 0.3) {
-        const onset = now - ((samples.length - i) / context.sampleRate) * 1000;
-        if (onset - last > 250) { window.__onsets.push(onset); last = onset; }
-        break;
-      }
-    }
-  };
-  window.__probe = probe;
-}"""
-
-STATS_JS = """async () => {
-  const report = await window.rtcCaster.connection.pc.getStats();
-  let result = null;
-  report.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio")
-    result = { jitterBufferMs: 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount,
-               targetMs: s.jitterBufferTargetDelay ? 1000 * s.jitterBufferTargetDelay / s.jitterBufferEmittedCount : null }; });
-  return result;
-}"""
+  requestAnimationFrame(watch);
+});""" % {"tag": TAG}
 
 
 def setup_django(db_path):
@@ -95,120 +76,186 @@ def setup_django(db_path):
     from streams.models import StreamProfile
 
     StreamProfile.objects.create(name="Tone", slug="tone")
-    # DTX off: this measures continuous sound; with DTX a quiet floor would be sent as no packets at all.
+    # DTX off: a quiet floor between the clicks must be sent as sound, not as no packets at all.
     StreamProfile.objects.create(
         name="Desk", slug="desk", source="device", device_name="PulseAudio: virt.monitor", opus_dtx=False
     )
 
 
 def summary(values):
+    if not values:
+        return "no values"
     values = sorted(values)
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    return f"median {statistics.median(values):.0f} ms, p95 {p95:.0f} ms, min {values[0]:.0f}, max {values[-1]:.0f} (n={len(values)})"
+    return (f"median {statistics.median(values):.0f} ms, p95 {percentile(values, 0.95):.0f} ms, "
+            f"min {values[0]:.0f}, max {values[-1]:.0f} (n={len(values)})")
+
+
+def code_version():
+    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PROJECT, capture_output=True, text=True)
+    return described.stdout.strip() or "unknown"
+
+
+def load():
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg()) + " (1 / 5 / 15 min)"
+
+
+def figure(value, unit=" ms", sign=False):
+    return "–" if value is None else f"{value:{'+' if sign else ''}.0f}{unit}"
+
+
+# -- time to first sound ------------------------------------------------------------------------
+
+
+def said(message, what):
+    return message.text.startswith(f"{TAG} {what}")
+
+
+def first_sound_in_a_new_tab(context, url):
+    """(ms from the tap to the first loud meter frame, whether the page connected before the tap)."""
+    page = context.new_page()
+    heard = []
+    page.on("console", lambda message: heard.append(message.text) if message.text.startswith(TAG) else None)
+    try:
+        ready = ("playback waiting-for-tap", "playback autoplay", "page connects-on-tap")
+        with page.expect_console_message(lambda m: any(said(m, what) for what in ready), timeout=20_000) as first:
+            page.goto(url)
+        state = first.value.text.removeprefix(TAG).strip()
+        if state == "playback autoplay":
+            raise RuntimeError("the page autoplayed: this Chromium does not refuse autoplay")
+        with page.expect_console_message(lambda m: said(m, "first-sound"), timeout=20_000) as sound:
+            page.click("#listen")
+        if f"{TAG} sound-before-tap" in heard:
+            raise RuntimeError("the meters showed sound before the tap")
+        return float(sound.value.text.split()[-1]), state != "page connects-on-tap"
+    finally:
+        page.close()
 
 
 def time_to_first_sound(server, tries):
-    times = []
-    with chromium_page() as page:
+    times, preconnected = [], set()
+    with chromium_page(autoplay=False) as page:
+        page.context.add_init_script(FIRST_SOUND_SCRIPT)
         for _ in range(tries):
-            page.goto(server.url("/listen/tone/"))
-            page.wait_for_function("window.rtcCaster !== undefined")
-            times.append(page.evaluate(FIRST_SOUND_JS))
-    return times
+            elapsed, connected_first = first_sound_in_a_new_tab(page.context, server.url("/listen/tone/"))
+            times.append(elapsed)
+            preconnected.add(connected_first)
+    return times, preconnected == {True}
 
 
-class ClickWriter(threading.Thread):
-    """Feeds pacat a -40 dBFS noise floor with a 5 ms click every CLICK_EVERY_S, noting when each click is written."""
-
-    def __init__(self, rig):
-        super().__init__(daemon=True)
-        command = ["pacat", "--playback", "--device=virt", "--raw", "--format=s16le", f"--rate={RATE}",
-                   "--channels=2", f"--latency-msec={PACAT_LATENCY_MS}"]
-        self.pacat = subprocess.Popen(command, stdin=subprocess.PIPE, env=rig.child_env())
-        self.written = []
-        self.stopping = threading.Event()
-        rng = np.random.default_rng(1)
-        self.floor = (rng.normal(0, 0.01, (CHUNK, 2)) * 32767).astype(np.int16)
-        click = self.floor.copy()
-        click[:240] = int(0.8 * 32767)
-        click[240:480] = -int(0.8 * 32767)
-        self.click = click
-
-    def run(self):
-        # Paced by the clock, 10 ms per chunk, so that no backlog builds up in the pipe: a click
-        # written at t is played at t plus pacat's 10 ms buffer.
-        start = time.monotonic()
-        chunks = 0
-        every = int(CLICK_EVERY_S * 100)
-        while not self.stopping.is_set():
-            delay = start + chunks * 0.01 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            is_click = chunks >= 100 and chunks % every == 0
-            self.pacat.stdin.write((self.click if is_click else self.floor).tobytes())
-            self.pacat.stdin.flush()
-            if is_click:
-                self.written.append(time.time() * 1000)
-            chunks += 1
-
-    def stop(self):
-        self.stopping.set()
-        self.join(2)
-        self.pacat.terminate()
+# -- source to browser --------------------------------------------------------------------------
 
 
-def source_to_browser(server, rig, clicks):
-    writer = ClickWriter(rig)
-    writer.start()
-    try:
-        with chromium_page() as page:
-            page.goto(server.url("/listen/desk/"))
-            page.click("#listen")
-            wait_for(lambda: page.get_attribute("#status", "data-state") == "connected", 20, "connected")
-            page.evaluate(CLICK_DETECTOR_JS)
-            wait_for(lambda: page.evaluate("window.__onsets.length") >= clicks + 2, 10 + clicks * CLICK_EVERY_S * 2,
-                     f"{clicks} clicks in the page")
-            onsets = page.evaluate("window.__onsets")
-            stats = page.evaluate(STATS_JS)
-            stats["serverBacklogMs"] = next(h["source_backlog_ms"] for h in server.status()["hubs"] if h["slug"] == "desk")
-    finally:
-        writer.stop()
-    delays = []
-    for written in writer.written:
-        later = [onset - written for onset in onsets if 0 < onset - written < 1000]
-        if later:
-            delays.append(min(later))
-    if os.environ.get("LATENCY_DEBUG"):
-        print("written", [round(w) for w in writer.written][:30])
-        print("onsets ", [round(o) for o in onsets][:30])
-    return delays[2:], stats  # the first clicks meet a jitter buffer still settling
+def server_figures(server, slug):
+    status = server.status()
+    return {"hub": next(h for h in status["hubs"] if h["slug"] == slug),
+            "loop_lag": status.get("loop_lag_ms_last_minute")}
+
+
+def server_minute(before, after):
+    """What the server reports for one minute: its own frame timing where it has it (capture to
+    send, frames dropped), else the ring wait; packets late or dropped; event loop lag."""
+    hub, previous = after["hub"], before["hub"]
+    parts = []
+    frames = hub.get("frames")
+    if frames is not None:
+        delays = frames.get("capture_to_send_ms")
+        parts.append("capture→send " + ("–" if not delays else f"p50 {delays['p50']:.0f} / p99 {delays['p99']:.0f} ms"))
+        for name in ("dropped_frames", "silence_frames", "timeline_jumps"):
+            change = frames.get(name, 0) - previous.get("frames", {}).get(name, 0)
+            if change:
+                parts.append(f"{name.replace('_', ' ')} +{change}")
+    elif "source_backlog_ms" in hub:
+        parts.append(f"ring wait {hub['source_backlog_ms']:.0f} ms")
+    for name in ("late_frames", "dropped_packets"):
+        change = hub.get(name, 0) - previous.get(name, 0)
+        if change:
+            parts.append(f"{name.replace('_', ' ')} +{change}")
+    lag = after.get("loop_lag")
+    if lag and lag.get("p99") is not None:
+        parts.append(f"loop lag p99 {lag['p99']:.0f} ms")
+    return ", ".join(parts)
+
+
+def source_to_browser(server, rig, minutes, latency):
+    with ClickWriter(rig.child_env()) as writer, chromium_page() as page:
+        chosen = start_listening(page, server.url("/listen/desk/"), latency=latency)
+        session = measure(page, writer, minutes, sample=lambda: server_figures(server, "desk"))
+    return session, chosen
+
+
+def print_session(number, latency, chosen, session):
+    result = session.pairing
+    label = latency if chosen else f"{latency} asked, page has no choice"
+    queued = [click.queued_ms for click in session.clicks]
+    print(f"session {number} ({label}): {summary(result.latencies())}; growth {figure(growth(session.minutes), sign=True)}"
+          f" (net of the jitter buffer {figure(growth(session.net_minutes), sign=True)}); "
+          f"{len(session.clicks)} clicks: {len(result.unpaired)} unpaired, {len(result.suspicious)} suspicious, "
+          f"{len(result.unreadable)} unreadable onsets, {len(result.stray)} stray; "
+          f"rig's queue before a click (not counted) {min(queued):.0f}–{max(queued):.0f} ms")
+    print(f"  before the clicks: {session.settling.describe()}")
+    minutes = zip(session.minutes, session.net_minutes, session.jitter_buffer_minutes(),
+                  zip(session.readings, session.readings[1:]))
+    for minute, net, buffer, (before, after) in minutes:
+        concealed = "" if not buffer["concealed_pct"] else f", {buffer['concealed_pct']:.2f} % concealed"
+        print(f"  minute {minute.minute:2d}: {minute.describe()}; net of the jitter buffer "
+              f"{figure(net.median_ms)}; jitter buffer {figure(buffer['delay_ms'])} "
+              f"(target {figure(buffer['target_ms'])}){concealed}; server: {server_minute(before, after)}")
+
+
+def print_pooled(latency, sessions):
+    medians = [statistics.median(s.pairing.latencies()) for s in sessions if s.pairing.latencies()]
+    pooled = [value for s in sessions for value in s.pairing.latencies()]
+    unpaired = sum(len(s.pairing.unpaired) for s in sessions)
+    suspicious = sum(len(s.pairing.suspicious) for s in sessions)
+    clicks = sum(len(s.clicks) for s in sessions)
+    spread = f"{min(medians):.0f}–{max(medians):.0f} ms" if medians else "–"
+    growths = ", ".join(f"{figure(growth(s.minutes), sign=True)} (net {figure(growth(s.net_minutes), sign=True)})"
+                        for s in sessions)
+    print(f"source to browser ({latency}; click plays in the sink → Chromium's playout takes it), "
+          f"{len(sessions)} sessions: {summary(pooled)}; session medians {spread}; growth per session {growths}; "
+          f"{unpaired} of {clicks} clicks unpaired, {suspicious} suspicious")
+
+
+def latency_choices(text):
+    choices = [choice.strip() for choice in text.split(",") if choice.strip()]
+    unknown = set(choices) - set(LATENCY_CHOICES)
+    if not choices or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(LATENCY_CHOICES)} (comma-separated)")
+    return choices
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tries", type=int, default=20)
-    parser.add_argument("--clicks", type=int, default=40)
-    parser.add_argument("--sessions", type=int, default=3, help="browser sessions for source to browser")
+    parser.add_argument("--tries", type=int, default=20, help="tabs for time to first sound (0: skip)")
+    parser.add_argument("--minutes", type=int, default=10, help="length of each source-to-browser session")
+    parser.add_argument("--sessions", type=int, default=3, help="browser sessions per latency choice")
+    parser.add_argument("--latency", type=latency_choices, default=["low"],
+                        help="the page's latency choice(s), e.g. low,robust: measured alternately")
     args = parser.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/latency.py", *sys.argv[1:]]))
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Chromium via Playwright, loopback")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Chromium via Playwright, loopback; "
+          f"load average {load()}")
+    print(f"code: {code_version()}")
     with tempfile.TemporaryDirectory() as workdir, PulseAudioRig() as rig:
         db = Path(workdir) / "latency.sqlite3"
         setup_django(db)
         server = DaphneServer(db, Path(workdir) / "app.log", extra_env=rig.env).start()
         try:
-            first = time_to_first_sound(server, args.tries)
-            print(f"time to first sound (click -> first non-silent analyser frame): {summary(first)}")
-            # Each browser session settles its jitter buffer its own way: measure several, pool them.
-            pooled = []
-            for session in range(1, args.sessions + 1):
-                delays, stats = source_to_browser(server, rig, args.clicks)
-                pooled += delays
-                print(f"source to browser, session {session}: {summary(delays)}; "
-                      f"server ring wait {stats['serverBacklogMs']:.0f} ms, "
-                      f"browser jitter buffer {stats['jitterBufferMs']:.0f} ms"
-                      + (f" (target {stats['targetMs']:.0f} ms)" if stats["targetMs"] else ""))
-            print(f"source to browser (click written to the sink -> onset in the page), all sessions: {summary(pooled)}")
+            if args.tries:
+                first, preconnected = time_to_first_sound(server, args.tries)
+                how = ("pre-connected page, autoplay refused: tap → first non-silent meter frame" if preconnected
+                       else "page connects on the tap: tap → first non-silent meter frame, connecting included")
+                print(f"time to first sound ({how}): {summary(first)}")
+            sessions = {latency: [] for latency in args.latency}
+            for number in range(1, args.sessions + 1):
+                for latency in args.latency:
+                    session, chosen = source_to_browser(server, rig, args.minutes, latency)
+                    sessions[latency].append(session)
+                    print_session(number, latency, chosen, session)
+            for latency, measured in sessions.items():
+                if measured:
+                    print_pooled(latency, measured)
+            print(f"load average at the end: {load()} (other work on the machine shows here)")
         finally:
             server.stop()
 
