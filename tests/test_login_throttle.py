@@ -40,3 +40,27 @@ def test_a_right_password_before_the_limit_logs_in(client, operator_user):
     for i in range(3):
         log_in(client, f"guess-{i}")
     assert log_in(client, PASSWORD) == (302, "/admin/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lockout_holds_over_two_server_processes(own_server):
+    """Multi-process mode: the attempts are in the database every worker shares."""
+    import urllib.error
+
+    from tests.rigs.admin_http import AdminOverHttp
+
+    get_user_model().objects.create_superuser("boss", password=PASSWORD)
+    first, second = own_server(), own_server()
+
+    def attempt(server, password):
+        try:
+            AdminOverHttp(server.url()).log_in("boss", password)
+            return "in"
+        except AssertionError:
+            return "refused"  # the form again
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    tries = [attempt(first, f"guess-{i}") for i in range(3)] + [attempt(second, f"guess-{i}") for i in range(3, 5)]
+    assert tries == ["refused"] * 4 + [429]
+    assert attempt(first, PASSWORD) == 429
