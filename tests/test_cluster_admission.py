@@ -129,3 +129,24 @@ def test_counts_lost_in_redis_are_written_again_so_the_limit_still_holds(clean_r
         return refused[1]
 
     assert run(scenario()) == "This stream is full (2 listeners). Try again later."
+
+
+def test_open_sockets_are_counted_per_address_over_every_worker_apart_from_listeners(clean_redis):
+    """The socket cap (RTC_MAX_SOCKETS_PER_ADDRESS) is the same admission under other names."""
+    async def scenario():
+        sockets = [ClusterAdmission(REDIS_URL, worker, names=wire.SOCKET_COUNTS) for worker in ("w1", "w2")]
+        listeners = Worker("w1")
+        await listeners.join("hall", "192.0.2.7", address_max=1)  # a listener does not take a socket place
+        seats = [Seat("*", "192.0.2.7") for _ in range(4)]
+        answers = [await sockets[i % 2].admit(seat, 0, 3) for i, seat in enumerate(seats)]
+        sockets[0].left(seats[0])
+        await until(lambda: sum(int(clean_redis.hget(key, "192.0.2.7") or 0)
+                                for key in clean_redis.scan_iter(wire.SOCKET_COUNTS.addresses + "*")) == 2,
+                    5, "the closed socket to be uncounted")
+        again = await sockets[1].admit(Seat("*", "192.0.2.7"), 0, 3)
+        await asyncio.gather(*(admission.close() for admission in sockets), listeners.admission.close())
+        return answers, again
+
+    answers, again = run(scenario())
+    assert answers[:3] == [None, None, None] and answers[3].startswith("Too many listeners from your address (3")
+    assert again is None
