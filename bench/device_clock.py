@@ -31,6 +31,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from bench.listeners import prepare_database  # noqa: E402
+from bench.soak import create_device_profile  # noqa: E402
 from bench.swarm import Swarms  # noqa: E402
 from streams.ice import restrict_host_addresses  # noqa: E402
 from tests.listener import Listener  # noqa: E402
@@ -38,17 +39,6 @@ from tests.rigs.cpuload import cpu_burners  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402
 from tests.rigs.pulseaudio import PulseAudioRig  # noqa: E402
 from tests.rigs.rtptiming import dropouts, rtp_timing  # noqa: E402
-
-MONITOR = "PulseAudio: virt.monitor"
-
-
-def add_device_profile(db):
-    env = {**os.environ, "RTC_DB_PATH": str(db), "DJANGO_SETTINGS_MODULE": "rtccaster_site.settings"}
-    code = ("import django; django.setup(); from streams.models import StreamProfile; "
-            f"StreamProfile.objects.create(name='Desk', slug='desk', source='device', device_name={MONITOR!r}, "
-            "opus_dtx=False)")
-    subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, check=True)
-
 
 @contextlib.contextmanager
 def load(kind, server):
@@ -151,7 +141,7 @@ def main():
     restrict_host_addresses(["127.0.0.1"])
     with tempfile.TemporaryDirectory() as workdir, PulseAudioRig() as rig:
         db = prepare_database(workdir)
-        add_device_profile(db)
+        create_device_profile(db, opus_dtx=False)  # DTX off: the tone is steady anyway; no packet may be missing
         server = DaphneServer(db, Path(workdir) / "app.log", extra_env={**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0"})
         server.start()
         tone = rig.play_tone(1000, seconds=args.minutes * 60 + 120)

@@ -76,10 +76,13 @@ async def churn(server, slugs, cycles, parallel):
     return failures
 
 
-def create_device_profile(db):
+def create_device_profile(db, **fields):
+    """A profile "desk" on the PulseAudio rig's monitor (with `fields` on top), in the database `db`."""
     env = {**os.environ, "RTC_DB_PATH": str(db)}
+    extra = "".join(f", {name}={value!r}" for name, value in fields.items())
     code = ("from streams.models import StreamProfile;"
-            "StreamProfile.objects.create(name='Desk', slug='desk', source='device', device_name='PulseAudio: virt.monitor')")
+            "StreamProfile.objects.create(name='Desk', slug='desk', source='device', "
+            f"device_name='PulseAudio: virt.monitor'{extra})")
     subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=PROJECT, env=env, check=True,
                    capture_output=True)
 
