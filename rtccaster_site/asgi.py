@@ -1,13 +1,11 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the signaling consumer."""
 import os
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rtccaster_site.settings")
-# Static files (a few small scripts and a stylesheet) are served by the app itself, so a
-# single daphne is the whole server; a reverse proxy may serve STATIC_ROOT instead.
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+# Static files are served by WhiteNoise, in Django's middleware (settings.py).
+django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -1,6 +1,5 @@
 """RTC Caster settings. Every value an operator may change comes from the environment (see README)."""
 import datetime
-from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -16,10 +15,14 @@ from .env import (
     env_str,
     secret_key_from,
 )
+from .paths import code_dir, data_dir, is_release
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+# The code (templates, static files) and the data (database, secret key, log): the same
+# checkout folder when run from git, apart in the standalone release (rtccaster_site/paths.py).
+BASE_DIR = code_dir()
+DATA_DIR = data_dir()
 
-SECRET_KEY = secret_key_from("RTC_SECRET_KEY", BASE_DIR / ".secret_key")
+SECRET_KEY = secret_key_from("RTC_SECRET_KEY", DATA_DIR / ".secret_key")
 DEBUG = env_bool("RTC_DEBUG", False)
 ALLOWED_HOSTS = env_list("RTC_ALLOWED_HOSTS", ["*"])
 
@@ -83,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "rtccaster_site.middleware.SecurityHeaders",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -124,7 +128,7 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env_str("RTC_DB_PATH", str(BASE_DIR / "db.sqlite3")),
+        "NAME": env_str("RTC_DB_PATH", str(DATA_DIR / "db.sqlite3")),
         # A file, not memory, so that a daphne started by the end-to-end tests reads the same data.
         "TEST": {"NAME": env_str("RTC_TEST_DB_PATH", str(BASE_DIR / "test-db.sqlite3"))},
         "OPTIONS": {"timeout": 20},
@@ -152,9 +156,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Static files (the page's scripts and stylesheet, the admin's assets) are served by the app
+# itself through WhiteNoise, so one daphne (or the release's one executable) is the whole server.
+# A checkout serves them from where they are; the release from what its build collected.
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+if not is_release():
+    STATICFILES_DIRS = [BASE_DIR / "static"]
+    WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,
@@ -167,7 +176,7 @@ LOGGING = {
         "file": {
             # Rotated by size: the file and RTC_LOG_BACKUPS older ones, each at most RTC_LOG_MAX_MB.
             "class": "logging.handlers.RotatingFileHandler",
-            "filename": env_str("RTC_LOG_FILE", str(BASE_DIR / "app.log")),
+            "filename": env_str("RTC_LOG_FILE", str(DATA_DIR / "app.log")),
             "maxBytes": env_int("RTC_LOG_MAX_MB", 10, minimum=1, maximum=10_000) * 1024 * 1024,
             "backupCount": env_int("RTC_LOG_BACKUPS", 5, minimum=1, maximum=100),
             "formatter": "plain",

@@ -8,12 +8,53 @@ import http.cookiejar
 import itertools
 import re
 import urllib.parse
+from html.parser import HTMLParser
 import urllib.request
 
 from django.forms.models import model_to_dict
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 _operators = itertools.count()
+
+
+class FormFields(HTMLParser):
+    """The values a browser would submit from a page's forms, as the page stands."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields = {}
+        self._select = self._textarea = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") not in ("submit", "button", "file"):
+            if attrs.get("type") in ("checkbox", "radio") and "checked" not in attrs:
+                return
+            self.fields[name] = attrs.get("value") or ("on" if attrs.get("type") == "checkbox" else "")
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select and "selected" in attrs:
+            self.fields[self._select] = attrs.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.fields[self._textarea] += data
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+
+def form_fields(page):
+    parser = FormFields()
+    parser.feed(page)
+    return parser.fields
 
 
 def operator(server):
@@ -49,6 +90,13 @@ class AdminOverHttp:
         url, page = self._post("/admin/login/", {"username": username, "password": password, "next": "/admin/"})
         assert url.endswith("/admin/"), f"login failed: {page[:500]}"
         return self
+
+    def save_form(self, path, **changes):
+        """Submit the form on `path` as it stands with `changes`, as a person editing one field would."""
+        fields = {**form_fields(self._get(path)), **changes, "_save": "Save"}
+        fields.pop("csrfmiddlewaretoken", None)
+        url, page = self._post(path, fields)
+        assert not url.endswith(path), f"the admin refused the change: {re.findall(r'errorlist.*?</ul>', page)[:3]}"
 
     def save_profile(self, profile, **changes):
         """Post the profile's change form with `changes`; the admin must accept it."""

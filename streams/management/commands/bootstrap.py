@@ -5,6 +5,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from rtccaster_site.paths import command_line
 from streams.models import StreamProfile
 
 ADMIN_USERNAME = "admin"
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         if User.objects.filter(username=ADMIN_USERNAME).exists():
             self.stdout.write(
                 f"Admin user '{ADMIN_USERNAME}' exists (its password was shown when it was created; "
-                f"reset it with: .venv/bin/python manage.py changepassword {ADMIN_USERNAME})"
+                f"reset it with: {command_line()} changepassword {ADMIN_USERNAME})"
             )
             return
         password = os.environ.get("RTC_ADMIN_PASSWORD") or secrets.token_urlsafe(12)

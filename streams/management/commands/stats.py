@@ -6,6 +6,7 @@ import urllib.request
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from rtccaster_site.paths import serve_command
 from streams import livestats
 
 
@@ -16,7 +17,7 @@ def from_local_server(port):
         with urllib.request.urlopen(url, timeout=5) as response:
             status = json.load(response)
     except (urllib.error.URLError, OSError) as error:
-        raise CommandError(f"No RTC Caster answers at {url} ({error}). Is it running (./run.sh)?") from None
+        raise CommandError(f"No RTC Caster answers at {url} ({error}). Is it running ({serve_command()})?") from None
     stats = {}
     for hub in status["hubs"]:
         variant = {"codec": hub["codec"], "channels": hub["channels"], "bitrate": hub["measured_bitrate"]}
