@@ -33,3 +33,12 @@ async def until(condition, timeout, what):
         if result:
             return result
         await asyncio.sleep(POLL_SECONDS)
+
+
+async def until_awaited(condition, timeout, what):
+    """`until` for a condition that is itself a coroutine function (reading getStats(), say)."""
+    for _ in _attempts(timeout, what):
+        result = await condition()
+        if result:
+            return result
+        await asyncio.sleep(POLL_SECONDS)

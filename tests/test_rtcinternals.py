@@ -1,0 +1,99 @@
+"""The aiortc/aioice internals behind streams/rtcinternals.py, used between two real aiortc peers
+on 127.0.0.1: if an upgrade moves or changes them, these tests fail, naming what moved."""
+import asyncio
+import re
+
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection
+
+from streams import rtcinternals
+from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE, StreamConfig
+from streams.audio.encoders import create_encoder
+from streams.fanout import EncodedPacket, IdleTrack, ListenerSender
+from tests.helpers import run
+from tests.listener import dominant_frequency
+from tests.waiting import until, until_awaited
+
+
+class OneHub:
+    """The least a ListenerSender needs of a hub."""
+
+    frame_samples = FRAME_SAMPLES
+
+    def unsubscribe(self, sink):
+        pass
+
+
+def tone_packets(count, frequency=440):
+    encoder = create_encoder(StreamConfig(slug="internals", source="sine", codec="opus", channels=2))
+    t = np.arange(count * FRAME_SAMPLES) / SAMPLE_RATE
+    pcm = (np.sin(2 * np.pi * frequency * t) * 10000).astype(np.int16)
+    pcm = np.repeat(pcm[:, None], 2, axis=1)
+    packets = []
+    for index in range(count):
+        frame = pcm[index * FRAME_SAMPLES:(index + 1) * FRAME_SAMPLES]
+        for encoded in encoder.encode(frame, index * FRAME_SAMPLES):
+            packets.append(EncodedPacket(encoded.payload, encoded.timestamp))
+    return packets
+
+
+async def connected_pair():
+    server, client = RTCPeerConnection(), RTCPeerConnection()
+    track = IdleTrack()
+    transceiver = server.addTransceiver(track, direction="sendonly")
+    client.addTransceiver("audio", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    await server.setRemoteDescription(client.localDescription)
+    await server.setLocalDescription(await server.createAnswer())
+    await client.setRemoteDescription(server.localDescription)
+    await until(lambda: transceiver.sender.transport.state == "connected", 10, "DTLS connected")
+    payload_type = int(re.search(r"a=rtpmap:(\d+) opus/48000", server.localDescription.sdp).group(1))
+    return server, client, transceiver.sender, payload_type
+
+
+async def send_and_hear(count):
+    server, client, sender, payload_type = await connected_pair()
+    try:
+        listener = ListenerSender(OneHub())
+        listener.connect(rtcinternals.SendPath(sender, payload_type, max_unsent_bytes=65536))
+        received = client.getTransceivers()[0].receiver
+        frames = []
+
+        async def receive():
+            while True:
+                frames.append(await received.track.recv())
+
+        receiving = asyncio.ensure_future(receive())
+        for packet in tone_packets(count):
+            listener.push(packet)
+            await asyncio.sleep(0.02)  # paced like a live stream, so the receiver's jitter buffer plays it all
+        await until(lambda: len(frames) >= count * 0.9, 10, "frames decoded")
+        reports = {}
+
+        async def sender_report_arrived():
+            reports.update({s.type: s for s in (await received.getStats()).values()})
+            return "remote-outbound-rtp" in reports
+
+        await until_awaited(sender_report_arrived, 5, "an RTCP sender report")
+        receiving.cancel()
+        return listener, frames, reports["remote-outbound-rtp"]
+    finally:
+        await client.close()
+        await server.close()
+
+
+def test_check_passes_on_the_installed_aiortc_and_names_a_version_it_was_not_written_for():
+    rtcinternals.check()
+    with pytest.raises(rtcinternals.MovedInternals, match="aiortc 2.0.0"):
+        rtcinternals.check(aiortc_version="2.0.0")
+
+
+def test_a_listener_sender_reaches_a_real_aiortc_receiver_and_its_sender_reports_count_it():
+    listener, frames, report = run(send_and_hear(100))
+    assert listener.sent == 100 and listener.dropped == 0
+    pcm = np.concatenate([frame.to_ndarray().reshape(-1, 2) for frame in frames[10:]])
+    assert abs(dominant_frequency(pcm[:, 0].astype(float), frames[0].sample_rate) - 440) <= 5
+    # The RTCP sender report quotes the hub's packets, as aiortc's own RTP loop would have.
+    # Without them it would quote 0 packets (aiortc's own RTP loop sends nothing here).
+    assert 0 < report.packetsSent <= 100 and report.bytesSent > 0
