@@ -1,4 +1,4 @@
-"""Signaling over WebSocket: parse, validate, delegate to peers, reply.
+"""Signaling over WebSocket: parse, validate, delegate to a ListenerSession (streams/session.py), reply.
 
 Protocol (also in the README):
   client -> {"type": "offer", "sdp": "..."}
@@ -13,16 +13,14 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import sdp
 from .limits import MessageRate, Seat
-from .models import StreamProfile, not_found_message
-from .peers import ListenerPeer, OfferRejected
-from .runtime import get_runtime, status_group
+from .models import not_found_message
+from .runtime import get_runtime
+from .session import ListenerSession, SessionRefused, load_enabled_profile
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +36,15 @@ CLOSE_CONNECTION_FAILED = 4410
 CLOSE_TOO_MANY_LISTENERS = 4429
 CLOSE_RENEGOTIATE = 4426  # the stream's codec changed: the page connects again at once, with a new offer
 CLOSE_INTERNAL_ERROR = 4500  # something unexpected went wrong with this socket (1011 is the server's own)
-# A listener's offer needs one audio section; browsers add a few more at most (video, data).
-MAX_MEDIA_SECTIONS = 4
-
-
-@database_sync_to_async
-def load_enabled_profile(slug):
-    return StreamProfile.objects.filter(slug=slug, enabled=True).first()
+# How each way a session can be refused or end closes the socket (none: it stays open).
+CLOSE_CODES = {
+    "too-many-listeners": CLOSE_TOO_MANY_LISTENERS,
+    "ice-timeout": CLOSE_TIMEOUT,
+    "connection-failed": CLOSE_CONNECTION_FAILED,
+    "forbidden": CLOSE_FORBIDDEN,
+    "stream-stopped": CLOSE_PROFILE_NOT_FOUND,
+    "internal-error": CLOSE_INTERNAL_ERROR,
+}
 
 
 class SignalingError(Exception):
@@ -60,11 +60,9 @@ class SignalingError(Exception):
 class ListenConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
-        self.peer = None
-        self.seat = None  # its place in the listener limits, once admitted
+        self.session = None  # the listener's ListenerSession, from its offer on
         self.socket_seat = None  # its place among its address's open sockets
         self.offer_timer = None
-        self.joined_groups = []
         self.closing = False
         self.rate = MessageRate(settings.RTC_MAX_MESSAGES_PER_SECOND)
         await self.accept()
@@ -90,7 +88,7 @@ class ListenConsumer(AsyncWebsocketConsumer):
         )
 
     async def offer_timed_out(self):
-        if self.peer is None and not self.closing:
+        if self.session is None and not self.closing:
             seconds = settings.RTC_OFFER_TIMEOUT_SECONDS
             logger.info("%s: no usable offer within %d s; closing the socket", self.client_address(), seconds)
             await self.fail(SignalingError("offer-timeout", f"No usable offer arrived within {seconds} s.", CLOSE_TIMEOUT))
@@ -140,31 +138,18 @@ class ListenConsumer(AsyncWebsocketConsumer):
         await self.release()
 
     async def release(self):
-        """Give back what this connection took: its timer, its groups, its peer and its place in
-        the listener limits. Every path out of a connection comes here; it may come twice."""
+        """Give back what this connection took: its timer, its listener session and its place
+        among its address's sockets. Every path out of a connection comes here; it may come twice."""
         if self.offer_timer is not None:
             self.offer_timer.cancel()
-        groups, self.joined_groups = self.joined_groups, []
-        peer, self.peer = self.peer, None
+        session, self.session = self.session, None
         try:
-            for group in groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            if peer is not None:
-                await peer.close()
+            if session is not None:
+                await session.end()
         finally:
-            self.give_back_seat()
-            self.give_back_socket_seat()
-
-    def give_back_seat(self):
-        """The listener's place in the stream's and its address's limits is free again."""
-        if self.seat is not None:
-            get_runtime().admission.left(self.seat)
-            self.seat = None
-
-    def give_back_socket_seat(self):
-        if self.socket_seat is not None:
-            get_runtime().sockets.left(self.socket_seat)
-            self.socket_seat = None
+            if self.socket_seat is not None:
+                get_runtime().sockets.left(self.socket_seat)
+                self.socket_seat = None
 
     @staticmethod
     def parse(text_data, bytes_data):
@@ -183,113 +168,40 @@ class ListenConsumer(AsyncWebsocketConsumer):
         return message
 
     async def handle_offer(self, message):
-        if self.peer is not None:
+        if self.session is not None:
             raise SignalingError("second-offer", "This connection already has a stream; open a new one to renegotiate.")
         offer = message.get("sdp")
         if not isinstance(offer, str) or not offer.strip():
             raise SignalingError("invalid-sdp", 'An offer needs its SDP as a string in "sdp".')
-        if not sdp.has_audio_section(offer):
-            raise SignalingError("no-audio", "The offer has no audio section; add a recvonly audio transceiver.")
-        if sdp.media_section_count(offer) > MAX_MEDIA_SECTIONS:
-            raise SignalingError("invalid-sdp", f"An offer may have at most {MAX_MEDIA_SECTIONS} media sections.")
-        missing = sdp.missing_transport_attributes(offer)
-        if missing:
-            raise SignalingError(
-                "invalid-sdp", "The offer lacks " + ", ".join(f"a={name}" for name in missing) + ": it cannot connect."
-            )
-        profile = self.profile
-        runtime = get_runtime()
-        seat = Seat(profile.slug, self.client_address())
-        refusal = await runtime.admission.admit(seat, profile.max_listeners, settings.RTC_MAX_LISTENERS_PER_ADDRESS)
-        if refusal:
-            logger.info("%s refused on %s: %s", seat.address, profile.slug, refusal)
-            raise SignalingError("too-many-listeners", refusal, CLOSE_TOO_MANY_LISTENERS)
-        self.seat = seat
-        # The offer's Opus limits (mono, a lower bitrate) pick a variant shared by listeners alike.
-        self.limits = sdp.opus_receiver_limits(offer)
-        self.wanted = profile.stream_config().limited_by(self.limits)
-        track = runtime.hubs.subscribe(self.wanted)
-        config = track.hub.config  # the variant it joined: the same, unless the stream runs its most
-        self.peer = ListenerPeer(profile.slug, seat.address, track, runtime.peers, on_closed=self.peer_closed)
-        logger.info("%r connecting from %s", self.peer, seat.address)
+        self.session = ListenerSession(self.profile, self.client_address(), user=self.scope.get("user"),
+                                       key=self.query_key(), on_status=self.send_status, on_end=self.session_ended)
         try:
-            answer = await self.peer.answer(offer, config.codec, config.answer_fmtp(), profile.answer_bandwidth_kbps())
-        except OfferRejected as rejected:
-            # The listener may send a corrected offer, within the same offer deadline.
-            await self.release_peer()
-            raise SignalingError(rejected.code, rejected.message) from None
+            answer = await self.session.start(offer)
+        except SessionRefused as refused:
+            # Nothing is held; the listener may send a corrected offer, within the same offer deadline.
+            self.session = None
+            raise SignalingError(refused.code, refused.message, CLOSE_CODES.get(refused.code)) from None
+        if self.session is None or self.session.ended:
+            return  # it ended while answering (the stream stopped, say): session_ended said so
         await self.send(text_data=json.dumps({"type": "answer", "sdp": answer}))
         self.offer_timer.cancel()  # from here on the peer's ICE deadline holds
-        for group in self.status_groups():
-            self.joined_groups.append(group)
-            await self.channel_layer.group_add(group, self.channel_name)
-        state, text = self.peer.track.hub.status
+        state, text = self.session.stream_status()
         if state != "playing":
             await self.send_status(state, text)
 
-    async def release_peer(self):
-        peer, self.peer = self.peer, None
-        try:
-            await peer.close()
-        finally:
-            self.give_back_seat()
-
     handlers = {"offer": handle_offer}
 
-    def status_groups(self):
-        """The stream's status for every process, and this worker's own (its relay's state)."""
-        return [status_group(self.slug), status_group(self.slug, get_runtime().worker_id)]
-
-    async def peer_closed(self, code, message):
-        """The peer closed itself (ICE timeout, failure): tell the listener and close the socket."""
-        if not self.closing:
-            close_code = CLOSE_TIMEOUT if code == "ice-timeout" else CLOSE_CONNECTION_FAILED
-            await self.fail(SignalingError(code, message, close_code))
-
-    async def stream_status(self, event):
-        """A state change of this listener's stream (device lost or back, ...), from the channel layer.
-        A relay's news is about one variant of the stream: only its own listeners get it."""
-        if self.peer is None:
+    async def session_ended(self, code, message):
+        """The listener's session ended by itself (ICE timeout, failure, the operator's change):
+        tell the listener and close the socket."""
+        if self.closing:
             return
-        if event.get("stream") and event["stream"] != getattr(self.peer.track.hub, "key", None):
-            return
-        await self.send_status(event["state"], event["message"])
-
-    async def stream_changed(self, event):
-        """The operator saved this stream's profile: apply it to this listener within the second.
-
-        Same codec: move to the new settings' hub without renegotiating (the sound changes, the
-        connection stays). Another codec: ask the page to connect again with a new offer.
-        Access rules that now exclude this listener close it as forbidden."""
-        if self.peer is None or self.closing:
-            return
-        profile = await load_enabled_profile(self.slug)
-        if profile is None:
-            return  # disabled or deleted: stream_stopped says so
-        if self.closing or self.peer is None or self.peer not in get_runtime().peers:
-            return  # the listener left while the profile loaded
-        refusal = profile.refusal(self.scope.get("user"), self.query_key())
-        if refusal:
-            await self.fail(SignalingError("forbidden", refusal, CLOSE_FORBIDDEN))
-            return
-        wanted = profile.stream_config().limited_by(self.limits)
-        if wanted == self.wanted:
-            return
-        if wanted.codec != self.wanted.codec:
-            logger.info("%r: codec now %s; asking the listener to renegotiate", self.peer, wanted.codec)
+        if code == "renegotiate":
             self.closing = True
-            message = f"The stream changed to {sdp.ENCODING_NAMES[wanted.codec]}; reconnecting."
             await self.send(text_data=json.dumps({"type": "renegotiate", "message": message}))
             await self.close(code=CLOSE_RENEGOTIATE)
             return
-        logger.info("%r: settings changed; switching to the new stream", self.peer)
-        self.wanted = wanted
-        self.peer.switch_track(get_runtime().hubs.subscribe(wanted))
-
-    async def stream_stopped(self, event):
-        """The operator switched this stream off or deleted it: say so and close as "profile gone"."""
-        await self.send_error("stream-stopped", event["message"])
-        await self.close(code=CLOSE_PROFILE_NOT_FOUND)
+        await self.fail(SignalingError(code, message, CLOSE_CODES[code]))
 
     async def send_status(self, state, message):
         await self.send(text_data=json.dumps({"type": "status", "state": state, "message": message}))
