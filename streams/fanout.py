@@ -70,28 +70,42 @@ class IdleTrack(MediaStreamTrack):
 
 class ListenerSender:
     """One listener's RTP: its SSRC, sequence numbers and timestamps, its SRTP session, its
-    socket. It is a hub's sink (`push`) from subscription on, and sends once connected."""
+    socket. It is a hub's sink (`push`) from subscription on, and sends once connected.
 
-    def __init__(self, hub, on_switch=None):
+    When the operator changes the stream's settings (same codec), the listener moves to the
+    new settings' hub: after `handover(successor)` this sender goes on with its hub's packets
+    until the successor's hub has its first one; the successor then takes over the path, the
+    sequence numbers and the RTP clock (re-based to run on from the last timestamp sent), so
+    the listener hears one continuous stream, with no gap while the new hub starts.
+    """
+
+    def __init__(self, hub):
         self.hub = hub
-        self._on_switch = on_switch
         self._path = None  # rtcinternals.SendPath, once the connection is up
         self._sequence = secrets.randbits(16)
         self._offset = secrets.randbits(32)
         self._marker_next = True  # the listener's first packet starts its talkspurt
-        self._successor = None  # the hub this listener moves to (the stream's settings changed)
+        self._successor = None
+        self._predecessor = None
+        self._retired = False  # handed over: the successor sends now
+        self._last_packet = None
         self.last_timestamp = None
         self.sent = 0
         self.dropped = 0
-        self.stopped = False
+        self.readyState = "live"
 
     def connect(self, path):
-        """Start sending on `path` (rtcinternals.send_path of the connected peer): from the next
-        packet on, so the listener starts at the live edge."""
+        """Start sending on `path` (rtcinternals.SendPath of the connected peer), from the next
+        packet on: a listener starts at the live edge."""
         self._path = path
 
     def push(self, packet):
-        if self._path is None or self.stopped:
+        if self._retired or self.readyState != "live":
+            return
+        if self._predecessor is not None and self._take_over(packet):
+            return
+        self._last_packet = packet
+        if self._path is None:
             return
         timestamp = (self._offset + packet.pts) & 0xFFFFFFFF
         marker = packet.marker or self._marker_next
@@ -105,41 +119,32 @@ class ListenerSender:
         else:
             self.dropped += 1
 
-    def move_to(self, hub):
-        """Go on with `hub`'s packets as soon as it has one; until then, with this hub's."""
-        if self._successor is not None:
-            self._successor.hub.unsubscribe(self._successor)
-        self._successor = _Arrival(self, hub)
-        hub.attach(self._successor)
+    def handover(self, successor):
+        """Move to `successor`'s hub as soon as it has sound (see the class notes)."""
+        successor._predecessor = self
+        self._successor = successor
 
-    def _arrived(self, arrival, packet):
-        """`arrival`'s hub has its first packet: leave the old hub and carry on from there."""
-        self.hub.unsubscribe(self)
-        self.hub, self._successor = arrival.hub, None
-        arrival.hub.replace(arrival, self)
-        if self.last_timestamp is not None:
-            self._offset = continuing_offset(self.last_timestamp, arrival.hub.frame_samples, packet.pts)
-        if self._on_switch:
-            self._on_switch(arrival.hub)
-        self.push(packet)
+    def _take_over(self, packet):
+        """Carry on from the predecessor; True when it has already sent `packet` (both listened
+        to the same hub: a stream at its most variants gives the closest one)."""
+        before, self._predecessor = self._predecessor, None
+        before._retired = True
+        before.hub.unsubscribe(before)
+        if before._path is None:  # it never connected: this sender waits for its own connect
+            return False
+        self._path, self._sequence, self._marker_next = before._path, before._sequence, before._marker_next
+        if before.hub is self.hub:
+            self._offset, self.last_timestamp = before._offset, before.last_timestamp
+            return before._last_packet is packet
+        if before.last_timestamp is not None:
+            self._offset = continuing_offset(before.last_timestamp, self.hub.frame_samples, packet.pts)
+        return False
 
     def stop(self):
-        if self.stopped:
+        if self.readyState != "live":
             return
-        self.stopped = True
+        self.readyState = "ended"
         self.hub.unsubscribe(self)
-        if self._successor is not None:
-            self._successor.hub.unsubscribe(self._successor)
-            self._successor = None
-
-
-class _Arrival:
-    """A listener's place in the hub it is moving to, until that hub's first packet."""
-
-    def __init__(self, sender, hub):
-        self.sender = sender
-        self.hub = hub
-        self.dropped = 0
-
-    def push(self, packet):
-        self.sender._arrived(self, packet)
+        for neighbour in (self._successor, self._predecessor):  # the peer closed mid-handover
+            if neighbour is not None:
+                neighbour.stop()
