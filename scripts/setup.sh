@@ -3,22 +3,26 @@
 #   scripts/setup.sh          system packages, .venv, requirements, migrations, default profile, admin user
 #   scripts/setup.sh --dev    the same plus what the test suite needs (PulseAudio, Chromium, Redis, coturn, nginx, pytest)
 #   scripts/setup.sh --redis  the same plus a Redis server (multi-process mode on this machine)
+#   scripts/setup.sh --release system packages and .venv with the release build tools (scripts/release.py);
+#                             no database
 # A second run only checks: apt and pip are skipped when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dev=0
 redis=0
+release=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
     --redis) redis=1 ;;
-    *) echo "usage: scripts/setup.sh [--dev] [--redis]" >&2; exit 2 ;;
+    --release) release=1 ;;
+    *) echo "usage: scripts/setup.sh [--dev] [--redis] [--release]" >&2; exit 2 ;;
   esac
 done
 
 runtime_apt=(portaudio19-dev libasound2-plugins libopus0 pulseaudio-utils)
-dev_apt=(pulseaudio chromium redis-server coturn nginx-light)  # coturn, nginx: the TURN and reverse-proxy tests
+dev_apt=(pulseaudio chromium redis-server coturn nginx-light ffmpeg opus-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1 firefox-esr iproute2)  # coturn, nginx: the TURN and reverse-proxy tests; ffmpeg, opus-tools: the Ogg stream tests; gstreamer1.0-*, python3-gst-1.0, gir1.2-*: the GStreamer webrtcbin listener (tests/rigs/gstreamer_listener.py); firefox-esr, iproute2: Firefox in a loopback-only network namespace (tests/rigs/firefox.py)
 # Those two run as the tests' own processes; when the set-up installs them, their system
 # services are switched off again, so a developer's machine is not left serving TURN or HTTP.
 test_only_services=(coturn:coturn nginx-light:nginx)
@@ -57,16 +61,54 @@ install_python_packages() {
   [ -x .venv/bin/python ] || { say "creating .venv"; "$python" -m venv .venv; }
   local reqs=(requirements.txt)
   [ "$dev" = 1 ] && reqs+=(requirements-dev.txt)
+  [ "$release" = 1 ] && reqs+=(requirements-release.txt)
   local stamp=".venv/.installed-${reqs[-1]}.sha256"
   local digest
-  digest=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+  digest=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
     say "python packages up to date"
     return
   fi
   say "installing python packages from ${reqs[-1]}"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "${reqs[-1]}"
+  local args=()
+  for file in "${reqs[@]}"; do args+=(-r "$file"); done
+  .venv/bin/python -m pip install -q "${args[@]}"
+  echo "$digest" > "$stamp"
+}
+
+# WHEP clients this project did not write, for tests/test_whep_end_to_end.py: tests/package.json,
+# pinned by tests/package-lock.json; --ignore-scripts, so no package downloads anything of its own.
+install_test_clients() {
+  if ! command -v npm >/dev/null; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    say "installing nodejs and npm"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  local stamp=tests/node_modules/.installed.sha256 digest
+  digest=$(sha256sum tests/package-lock.json | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    say "test clients up to date"
+    return
+  fi
+  say "installing the test clients (tests/package.json)"
+  (cd tests && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  echo "$digest" > "$stamp"
+}
+
+# puppeteer-core, which drives the system's firefox-esr for tests/test_firefox_page.py: tests/js/package.json,
+# pinned by tests/js/package-lock.json. PUPPETEER_SKIP_DOWNLOAD and --ignore-scripts: no browser is downloaded.
+install_firefox_driver() {
+  local stamp=tests/js/node_modules/.installed.sha256 digest
+  digest=$(sha256sum tests/js/package-lock.json | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    say "firefox driver up to date"
+    return
+  fi
+  say "installing the firefox driver (tests/js/package.json)"
+  (cd tests/js && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
   echo "$digest" > "$stamp"
 }
 
@@ -77,4 +119,6 @@ prepare_database() {
 
 install_system_packages
 install_python_packages
-prepare_database
+if [ "$dev" = 1 ]; then install_test_clients; fi
+if [ "$dev" = 1 ]; then install_firefox_driver; fi  # after install_test_clients, which installs npm
+[ "$release" = 1 ] || prepare_database
