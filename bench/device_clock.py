@@ -142,7 +142,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir, PulseAudioRig() as rig:
         db = prepare_database(workdir)
         create_device_profile(db, opus_dtx=False)  # DTX off: the tone is steady anyway; no packet may be missing
-        server = DaphneServer(db, Path(workdir) / "app.log", extra_env={**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0"})
+        server = DaphneServer(db, Path(workdir) / "app.log", extra_env={**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_MAX_SOCKETS_PER_ADDRESS": "0"})
         server.start()
         tone = rig.play_tone(1000, seconds=args.minutes * 60 + 120)
         try:

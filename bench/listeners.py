@@ -148,7 +148,7 @@ def run_mode(mode, steps, seconds, swarm_size, workdir, profile=False):
     env = {
         "RTC_ENCODE_PER_LISTENER": "1" if mode == "per-listener" else "0",
         "RTC_LOG_LEVEL": "WARNING",
-        "RTC_MAX_LISTENERS_PER_ADDRESS": "0",  # every benchmark listener comes from 127.0.0.1
+        "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_MAX_SOCKETS_PER_ADDRESS": "0",  # every benchmark listener comes from 127.0.0.1
     }
     server = DaphneServer(db, Path(workdir) / f"{mode}.log", extra_env=env).start()
     server.status()  # the first request's imports belong to the idle server

@@ -57,7 +57,7 @@ def main():
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as workdir:
         db = prepare_database(workdir)
-        env = {"RTC_LOG_LEVEL": "INFO", "RTC_MAX_LISTENERS_PER_ADDRESS": "0"}
+        env = {"RTC_LOG_LEVEL": "INFO", "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_MAX_SOCKETS_PER_ADDRESS": "0"}
         log = Path(workdir) / "app.log"
         server = DaphneServer(db, log, extra_env=env).start()
         try:

@@ -152,7 +152,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir, PulseAudioRig() as rig:
         db = prepare_database(workdir)
         create_device_profile(db)
-        env = {**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_CAPTURE_LINGER_SECONDS": "1",
+        env = {**rig.env, "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_MAX_SOCKETS_PER_ADDRESS": "0", "RTC_CAPTURE_LINGER_SECONDS": "1",
                "RTC_LOG_LEVEL": "WARNING"}
         server = DaphneServer(db, Path(workdir) / "app.log", extra_env=env).start()
         player = rig.play_tone(1000, seconds=3600)

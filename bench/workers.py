@@ -97,7 +97,7 @@ def main(argv=None, script="bench/workers.py"):
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if args.worker_cpu:
         print(f"each worker capped at {args.worker_cpu} of a core (cgroup cpu.cfs_quota_us)")
-    env = {"REDIS_URL": REDIS_URL, "RTC_LOG_LEVEL": "WARNING", "RTC_MAX_LISTENERS_PER_ADDRESS": "0"}
+    env = {"REDIS_URL": REDIS_URL, "RTC_LOG_LEVEL": "WARNING", "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_MAX_SOCKETS_PER_ADDRESS": "0"}
     with tempfile.TemporaryDirectory() as workdir:
         db = prepare_database(workdir)
         for worker_count in [int(n) for n in args.workers.split(",")]:
