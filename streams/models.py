@@ -42,7 +42,8 @@ class StreamProfile(models.Model):
     PLAYBACK_RATE_CHOICES = [(rate, f"{rate:,} Hz") for rate in (8_000, 12_000, 16_000, 24_000, 48_000)]
 
     name = models.CharField(max_length=100)
-    slug = models.SlugField(unique=True, help_text="Used in the listener URL: /listen/<slug>/")
+    # Forms and admin show help_text as HTML: written escaped, or "<slug>" would vanish as a tag.
+    slug = models.SlugField(unique=True, help_text="Used in the listener URL: /listen/&lt;slug&gt;/")
     enabled = models.BooleanField(default=True)
     description = models.TextField(blank=True)
 

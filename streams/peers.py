@@ -1,5 +1,6 @@
 """One listener's RTCPeerConnection: create it from a profile, answer the offer, close it."""
 import asyncio
+import contextlib
 import logging
 import secrets
 
@@ -7,7 +8,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSend
 from aiortc.exceptions import OperationError
 from django.conf import settings
 
-from . import sdp
+from . import dtls, sdp
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,20 @@ def codec_capability(codec):
     return next(c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == f"audio/{name}")
 
 
+def connection_failure(ice_states, dtls_states, remote_candidates):
+    """Why a connection failed, from the ICE connection states it went through, its DTLS
+    transports' states now, and how many remote candidates ICE had."""
+    if "failed" in ice_states or "closed" in ice_states:
+        if "completed" in ice_states:
+            return "ICE consent expired: the listener stopped answering consent checks"
+        if not remote_candidates:
+            return "ICE failed: the offer left no candidate to check"
+        return f"ICE failed: no connectivity check to the listener's {remote_candidates} candidate(s) succeeded"
+    if "failed" in dtls_states:
+        return "DTLS failed (no reason given)"
+    return f"ICE {'/'.join(ice_states) or 'new'}, DTLS {'/'.join(dtls_states) or 'gone'}"
+
+
 class ListenerPeer:
     """A listener's connection. `registry` is the set of live peers; a closed peer leaves it.
 
@@ -52,6 +67,9 @@ class ListenerPeer:
         self._registry.add(self)
         self._on_closed = on_closed
         self._ice_timer = None
+        self._ice_states = []  # every ICE connection state, in order, to tell consent expiry from ICE failure
+        self._handshakes = []  # a dtls.HandshakeWatch per DTLS transport
+        self.pc.on("iceconnectionstatechange", lambda: self._ice_states.append(self.pc.iceConnectionState))
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     def __repr__(self):
@@ -64,9 +82,28 @@ class ListenerPeer:
         offer_sdp = sdp.limit_candidates(offer_sdp, MAX_REMOTE_CANDIDATES)
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         transceiver.setCodecPreferences([codec_capability(codec)])
-        try:
+        with self._unusable_offer(codec):
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        # Outside the offer's errors: if an aiortc upgrade moved what dtls.py uses, every answer
+        # fails loudly (internal-error, a warning in the log), not as the listener's bad SDP.
+        if sdp.dtls_setup(offer_sdp) == "actpass":  # the listener lets us choose: see dtls.py
+            dtls.take_server_role(self.pc)
+        self._handshakes = [dtls.HandshakeWatch(transport) for transport in dtls.dtls_transports(self.pc)]
+        with self._unusable_offer(codec):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._ice_timer = asyncio.get_running_loop().call_later(
+            settings.RTC_ICE_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._ice_timed_out())
+        )
+        answer = self.pc.localDescription.sdp
+        if fmtp:
+            answer = sdp.set_codec_fmtp(answer, sdp.ENCODING_NAMES[codec], fmtp)
+        return sdp.set_audio_bandwidth(answer, bandwidth_kbps)
+
+    @contextlib.contextmanager
+    def _unusable_offer(self, codec):
+        """aiortc's errors on an offer, as the OfferRejected the listener is told."""
+        try:
+            yield
         except OperationError:  # aiortc's word for "no codec in common"
             raise OfferRejected(
                 "codec-not-offered",
@@ -75,13 +112,6 @@ class ListenerPeer:
         except Exception as error:  # aiortc raises many kinds on malformed SDP, while parsing or answering
             logger.info("%r: unusable offer (%s: %s)", self, type(error).__name__, error)
             raise OfferRejected("invalid-sdp", "The offer's SDP could not be used; is it a WebRTC offer?") from None
-        self._ice_timer = asyncio.get_running_loop().call_later(
-            settings.RTC_ICE_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._ice_timed_out())
-        )
-        answer = self.pc.localDescription.sdp
-        if fmtp:
-            answer = sdp.set_codec_fmtp(answer, sdp.ENCODING_NAMES[codec], fmtp)
-        return sdp.set_audio_bandwidth(answer, bandwidth_kbps)
 
     def switch_track(self, track):
         """Play `track` from now on (the stream's settings changed; same codec): see ListenerTrack.handover."""
@@ -103,13 +133,27 @@ class ListenerPeer:
         if state == "connected" and self._ice_timer:
             self._ice_timer.cancel()
         if state == "failed":
-            logger.info("%r: connection failed or consent expired; closing", self)
-            await self.close("connection-failed", "The audio connection failed or stopped answering.")
+            reason = self.failure_reason()
+            logger.info("%r: connection failed or consent expired; closing (%s)", self, reason)
+            await self.close("connection-failed", f"The audio connection failed ({reason}).")
         elif state == "closed" and self in self._registry:
             # Not closed by us: aiortc closed it because DTLS ended, which is what a listener that
             # stops answering ICE consent checks (or hangs up without a WebSocket close) leads to.
-            logger.info("%r: connection ended (the listener hung up, or stopped answering consent checks); closing", self)
+            reason = self.failure_reason()
+            logger.info("%r: connection ended (the listener hung up, or stopped answering consent checks); closing (%s)",
+                        self, reason)
             await self.close("connection-failed", "The audio connection ended: the listener stopped answering.")
+
+    def failure_reason(self):
+        """Why the connection failed or ended, in words for the log: which of ICE, DTLS or consent."""
+        transports = dtls.dtls_transports(self.pc)
+        for watch in self._handshakes:
+            if watch.reason:
+                return f"DTLS handshake failed: {watch.reason}"
+        if any(watch.remote_shutdown for watch in self._handshakes):
+            return "the listener closed DTLS"
+        return connection_failure(self._ice_states, [t.state for t in transports],
+                                  sum(len(t.transport.getRemoteCandidates()) for t in transports))
 
     async def close(self, code=None, message=None):
         """Close the peer; with a code, tell the signaling side why (once)."""

@@ -3,7 +3,8 @@
 This is the one place where SDP strings are edited. aiortc's own API chooses the
 codec and direction; these functions only add what it has no API for: the
 profile's Opus fmtp parameters and the b=AS bandwidth line in an answer, and
-dropping ICE candidates on addresses the server was told not to use.
+dropping ICE candidates on addresses the server was told not to use. It also reads what
+aiortc does not expose: the offer's a=setup (DTLS role), which peers.py acts on.
 """
 import ipaddress
 
@@ -132,6 +133,18 @@ def missing_transport_attributes(sdp):
         return list(TRANSPORT_ATTRIBUTES)
     present = {line[2:].split(":", 1)[0] for line in session + audio[1:] if line.startswith("a=")}
     return [name for name in TRANSPORT_ATTRIBUTES if name not in present]
+
+
+def dtls_setup(sdp):
+    """The offer's a=setup value (RFC 5763: actpass, active or passive) for its first live audio
+    section, or the session's when that section has none; None when neither has one."""
+    session, sections = _split(sdp)
+    audio = next((sec for sec in sections if _is_audio(sec) and sec[0].split()[1:2] != ["0"]), [])
+    for lines in (audio[1:], session):
+        value = next((line[len("a=setup:"):].strip() for line in lines if line.startswith("a=setup:")), None)
+        if value is not None:
+            return value
+    return None
 
 
 def payload_types(section, encoding_name):

@@ -143,3 +143,19 @@ def test_limit_candidates_keeps_the_first_ones_only():
     kept = [line for line in limited.split("\r\n") if line.startswith("a=candidate:")]
     assert len(kept) == 20 and kept[0].startswith("a=candidate:0 ") and kept[-1].startswith("a=candidate:19 ")
     assert sdp.media_section_count(limited) == sdp.media_section_count(offer) == 1
+
+
+def test_dtls_setup_reads_the_offers_role_from_chromium_and_aiortc_sdp():
+    assert sdp.dtls_setup(CHROMIUM_OFFER) == "actpass"
+    assert sdp.dtls_setup(AIORTC_OFFER) == "actpass"
+    assert sdp.dtls_setup(AIORTC_ANSWER) == "active"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("v=0\r\na=setup:passive\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "passive"),  # session level
+    ("v=0\r\na=setup:passive\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:active\r\n", "active"),  # media wins
+    ("v=0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=setup:active\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n", None),
+    ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", None),
+])
+def test_dtls_setup_takes_the_live_audio_section_then_the_session(text, expected):
+    assert sdp.dtls_setup(text) == expected
