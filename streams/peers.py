@@ -8,13 +8,17 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSend
 from aiortc.exceptions import OperationError
 from django.conf import settings
 
-from . import dtls, sdp
+from . import dtls, rtcinternals, sdp
+from .fanout import IdleTrack, ListenerSender
 
 logger = logging.getLogger(__name__)
 
 # A browser offers a handful of candidates (one or two per interface and family); each one is
 # a connectivity check the server sends, retried, so an offer may not name more than this.
 MAX_REMOTE_CANDIDATES = 20
+# What a listener's socket may hold unsent before the hub drops its packets (streams/fanout.py):
+# about 20 packets of 96 kb/s Opus, 400 ms of sound; a listener that slow hears gaps, not delay.
+MAX_UNSENT_BYTES = 6000
 
 
 class OfferRejected(Exception):
@@ -61,7 +65,13 @@ class ListenerPeer:
         self.id = secrets.token_hex(3)
         self.slug = slug
         self.address = address
+        # What the hub feeds: a ListenerSender (the hub sends; aiortc gets an IdleTrack and sends
+        # no RTP itself), or, when each listener encodes for itself (the benchmark's baseline),
+        # a ListenerTrack of raw frames that aiortc's sender encodes and sends.
         self.track = track
+        self._aiortc_track = IdleTrack() if isinstance(track, ListenerSender) else track
+        self._transceiver = None
+        self._payload_type = None
         self.pc = RTCPeerConnection(ice_configuration())
         self._registry = registry
         self._registry.add(self)
@@ -80,7 +90,7 @@ class ListenerPeer:
         if sdp.only_loopback(settings.RTC_ICE_ADDRESSES):
             offer_sdp = sdp.keep_candidates(offer_sdp, settings.RTC_ICE_ADDRESSES)
         offer_sdp = sdp.limit_candidates(offer_sdp, MAX_REMOTE_CANDIDATES)
-        transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
+        transceiver = self._transceiver = self.pc.addTransceiver(self._aiortc_track, direction="sendonly")
         transceiver.setCodecPreferences([codec_capability(codec)])
         with self._unusable_offer(codec):
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -95,6 +105,7 @@ class ListenerPeer:
             settings.RTC_ICE_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._ice_timed_out())
         )
         answer = self.pc.localDescription.sdp
+        self._payload_type = sdp.audio_payload_type(answer, sdp.ENCODING_NAMES[codec])
         if fmtp:
             answer = sdp.set_codec_fmtp(answer, sdp.ENCODING_NAMES[codec], fmtp)
         return sdp.set_audio_bandwidth(answer, bandwidth_kbps)
@@ -114,7 +125,8 @@ class ListenerPeer:
             raise OfferRejected("invalid-sdp", "The offer's SDP could not be used; is it a WebRTC offer?") from None
 
     def switch_track(self, track):
-        """Play `track` from now on (the stream's settings changed; same codec): see ListenerTrack.handover."""
+        """Play `track` from now on (the stream's settings changed; same codec): see
+        ListenerSender.handover and ListenerTrack.handover."""
         if self.track.readyState != "live":  # closed meanwhile: do not keep the new stream running
             track.stop()
             return
@@ -132,6 +144,8 @@ class ListenerPeer:
         logger.info("%r connection %s", self, state)
         if state == "connected" and self._ice_timer:
             self._ice_timer.cancel()
+        if state == "connected" and isinstance(self.track, ListenerSender):
+            self.track.connect(rtcinternals.SendPath(self._transceiver.sender, self._payload_type, MAX_UNSENT_BYTES))
         if state == "failed":
             reason = self.failure_reason()
             logger.info("%r: connection failed or consent expired; closing (%s)", self, reason)
@@ -163,6 +177,7 @@ class ListenerPeer:
         if self._ice_timer:
             self._ice_timer.cancel()
         self.track.stop()
+        self._aiortc_track.stop()
         await self.pc.close()
         logger.info("%r closed", self)
         if code and self._on_closed:

@@ -158,6 +158,16 @@ def payload_types(section, encoding_name):
     return found
 
 
+def audio_payload_type(sdp, encoding_name):
+    """The payload type the first audio section gives encoding_name, as an int, or None."""
+    _, sections = _split(sdp)
+    for section in sections:
+        if _is_audio(section):
+            found = payload_types(section, encoding_name)
+            return int(found[0]) if found else None
+    return None
+
+
 def codec_fmtp(sdp, encoding_name):
     """The fmtp parameters of the first audio payload type with that encoding, or None if absent."""
     _, sections = _split(sdp)

@@ -1,12 +1,12 @@
-"""BroadcastHub and ListenerTrack in one event loop, with the real sine source and Opus encoder."""
+"""BroadcastHub and its reader queues (ListenerTrack, as an HTTP listener reads) in one event loop,
+with the real sine source and Opus encoder. WebRTC listeners' senders: tests/test_fanout.py."""
 import asyncio
 from dataclasses import replace
-
-import av
 
 from streams.audio.broadcast import BroadcastHub, HubRegistry
 from streams.audio.config import StreamConfig
 from streams.audio.sources import SineSource
+from streams.fanout import EncodedPacket, ListenerSender
 
 CONFIG = StreamConfig(slug="hub", source="sine", channels=2, codec="opus")
 
@@ -24,7 +24,7 @@ def registry(max_packets=5):
 def test_a_slow_listener_drops_its_oldest_packets_without_slowing_the_others():
     async def scenario():
         hubs = registry(max_packets=5)
-        fast, slow = hubs.subscribe(CONFIG), hubs.subscribe(CONFIG)
+        fast, slow = hubs.subscribe_reader(CONFIG), hubs.subscribe_reader(CONFIG)
         received = [await fast.recv() for _ in range(30)]
         queued = len(slow._packets)
         newest = await slow.recv()
@@ -33,7 +33,7 @@ def test_a_slow_listener_drops_its_oldest_packets_without_slowing_the_others():
         return received, queued, slow.dropped, newest, hubs.hubs()
 
     received, queued, dropped, newest, left = asyncio.run(scenario())
-    assert all(isinstance(p, av.Packet) for p in received)
+    assert all(isinstance(p, EncodedPacket) for p in received)
     assert [p.pts for p in received] == [i * 960 for i in range(30)]  # the fast one missed nothing
     assert queued == 5 and dropped >= 24  # bounded; the oldest went first
     assert newest.pts >= 25 * 960
@@ -43,8 +43,8 @@ def test_a_slow_listener_drops_its_oldest_packets_without_slowing_the_others():
 def test_one_hub_per_distinct_config_and_one_encode_per_frame():
     async def scenario():
         hubs = registry(max_packets=20)
-        a, b = hubs.subscribe(CONFIG), hubs.subscribe(CONFIG)
-        mono = hubs.subscribe(CONFIG.limited_by({"stereo": False, "max_average_bitrate": 32000, "max_playback_rate": None}))
+        a, b = hubs.subscribe_reader(CONFIG), hubs.subscribe_reader(CONFIG)
+        mono = hubs.subscribe_reader(CONFIG.limited_by({"stereo": False, "max_average_bitrate": 32000, "max_playback_rate": None}))
 
         async def read(track):
             return [await track.recv() for _ in range(10)]
@@ -67,7 +67,7 @@ def test_listeners_handed_over_together_run_on_in_time_and_share_each_restamped_
     timestamps run on without a jump, and the re-stamped copies are made once, not per listener."""
     async def scenario():
         hubs = registry(max_packets=50)
-        tracks = [hubs.subscribe(CONFIG) for _ in range(2)]
+        tracks = [hubs.subscribe_reader(CONFIG) for _ in range(2)]
 
         async def read(track, count):
             return [await track.recv() for _ in range(count)]
@@ -75,7 +75,7 @@ def test_listeners_handed_over_together_run_on_in_time_and_share_each_restamped_
         before = await asyncio.gather(*(read(track, 5) for track in tracks))
         changed = replace(CONFIG, opus_bitrate=32_000)
         for track in tracks:
-            track.handover(hubs.subscribe(changed))
+            track.handover(hubs.subscribe_reader(changed))
         after = await asyncio.gather(*(read(track, 10) for track in tracks))  # read through the old tracks, as aiortc does
         configs = [hub.config for hub in hubs.hubs()]
         for track in tracks:
@@ -95,7 +95,7 @@ def test_a_new_listener_starts_at_the_live_edge_not_with_what_queued_while_it_co
     newest, or its receiver starts (and stays) that much behind."""
     async def scenario():
         hubs = registry(max_packets=10)
-        early, connecting = hubs.subscribe(CONFIG), hubs.subscribe(CONFIG)
+        early, connecting = hubs.subscribe_reader(CONFIG), hubs.subscribe_reader(CONFIG)
         seen = [await early.recv() for _ in range(8)]  # 160 ms pass while `connecting` does not read
         queued = len(connecting._packets)
         first = await connecting.recv()
@@ -131,9 +131,9 @@ def test_a_stream_runs_at_most_its_cap_of_variants_and_later_ones_join_the_close
     async def scenario():
         hubs = HubRegistry(make_hub, max_variants=3)
         asked = [CONFIG.limited_by(limits(bitrate)) for bitrate in (16_000, 32_000, 64_000, 24_000, 48_000)]
-        tracks = [hubs.subscribe(config) for config in asked]
+        tracks = [hubs.subscribe_reader(config) for config in asked]
         got = [track.hub.config for track in tracks]
-        other = hubs.subscribe(replace(CONFIG, slug="other").limited_by(limits(24_000)))  # another stream: its own
+        other = hubs.subscribe_reader(replace(CONFIG, slug="other").limited_by(limits(24_000)))  # another stream: its own
         for track in [*tracks, other]:
             track.stop()
         return asked, got, other.hub.config
@@ -142,3 +142,17 @@ def test_a_stream_runs_at_most_its_cap_of_variants_and_later_ones_join_the_close
     assert len(made) == 4  # three variants of the stream, one of the other stream
     assert [c.opus_bitrate for c in got] == [16_000, 32_000, 64_000, 16_000, 32_000]  # richest within the limit
     assert other.opus_bitrate == 24_000
+
+
+def test_a_webrtc_listener_gets_a_sender_the_hub_pushes_to_and_an_http_listener_a_queue():
+    async def scenario():
+        hubs = registry()
+        sender, reader = hubs.subscribe(CONFIG), hubs.subscribe_reader(CONFIG)
+        first = await reader.recv()
+        hub = sender.hub
+        sender.stop(), reader.stop()
+        return sender, reader, first, hub, hubs.hubs()
+
+    sender, reader, first, hub, left = asyncio.run(scenario())
+    assert isinstance(sender, ListenerSender) and reader.hub is hub and left == []
+    assert first.marker  # the hub's first packet begins its timeline

@@ -95,8 +95,9 @@ def start_listening(page, server, slug):
 def meter_hears(page, channel, hz, other_hz):
     """The tone `hz`, and not `other_hz`, on meter `channel`."""
     tone = page.call(METER_TONE_JS, {"channel": channel, "other": other_hz})
-    return bool(tone) and abs(tone["frequency"] - hz) <= 5 and tone["level"] > -60 \
-        and tone["otherLevel"] < tone["level"] - 20
+    if not tone or None in (tone["frequency"], tone["level"], tone["otherLevel"]):
+        return False  # silence (every bin at -inf): no tone yet, e.g. just after a reconnect
+    return abs(tone["frequency"] - hz) <= 5 and tone["level"] > -60 and tone["otherLevel"] < tone["level"] - 20
 
 
 def meter_rms_db(page, channel):

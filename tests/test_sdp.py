@@ -159,3 +159,10 @@ def test_dtls_setup_reads_the_offers_role_from_chromium_and_aiortc_sdp():
 ])
 def test_dtls_setup_takes_the_live_audio_section_then_the_session(text, expected):
     assert sdp.dtls_setup(text) == expected
+
+
+def test_the_answers_payload_type_for_a_codec_is_read_from_its_audio_section():
+    assert sdp.audio_payload_type(AIORTC_ANSWER, "opus") == 96
+    assert sdp.audio_payload_type(AIORTC_ANSWER, "PCMU") == 0
+    assert sdp.audio_payload_type(AIORTC_ANSWER, "iLBC") is None
+    assert sdp.audio_payload_type("v=0\r\n", "opus") is None

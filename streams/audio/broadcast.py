@@ -1,10 +1,11 @@
 """Per-stream broadcast: read the source and encode once, hand the same packet to every listener.
 
-A BroadcastHub exists while a stream has listeners. Whenever its source has the
-next 20 ms frame (on the clock, or as the device delivers), it reads it, encodes it once, wraps each encoded payload in
-an av.Packet, and pushes that same object to every listener's track. aiortc's
-sender, given an av.Packet instead of a frame, only packetizes, encrypts and
-sends: nothing is decoded, resampled or encoded per listener.
+A BroadcastHub exists while a stream has listeners. Whenever its source has the next 20 ms
+frame (on the clock, or as the device delivers), it reads it, encodes it once, and pushes
+that same EncodedPacket to every sink in one loop: a WebRTC listener's ListenerSender
+(streams/fanout.py: its RTP header, SRTP and send, nothing else per listener), an HTTP
+listener's queue (ListenerTrack), or the media owner's publisher. Nothing is decoded,
+resampled or encoded per listener.
 """
 import asyncio
 import collections
@@ -14,6 +15,7 @@ import logging
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..fanout import EncodedPacket, ListenerSender
 from .bitrate import BitrateMeter
 from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
@@ -26,7 +28,9 @@ SHIFTED_KEPT = 64  # re-stamped packets a hub keeps for listeners still reading 
 
 
 class ListenerTrack(MediaStreamTrack):
-    """One listener's view of a hub: a bounded queue of encoded packets, oldest dropped first.
+    """A listener's queue of a hub's packets, oldest dropped first, read with `recv()`: an HTTP
+    listener's (streams/oggstream.py), or, when each listener encodes for itself (the
+    benchmark's baseline), the raw frames aiortc's sender encodes and sends.
 
     When the operator changes the stream's settings (same codec), the listener moves to the
     new settings' hub: after `handover(successor)` this track goes on with its own packets
@@ -151,6 +155,11 @@ class Hub:
         return self.meter.bits_per_second()
 
     def subscribe(self):
+        """A WebRTC listener's sink: the hub sends its RTP itself (streams/fanout.py)."""
+        return self.attach(ListenerSender(self))
+
+    def subscribe_reader(self):
+        """A queue of the hub's packets to read with `recv()` (an HTTP listener's)."""
         return self.attach(ListenerTrack(self, self._max_packets))
 
     def attach(self, sink):
@@ -188,17 +197,16 @@ class Hub:
         key = (packet.pts, shift)
         copy = self._shifted.get(key)
         if copy is None:
-            copy = av.Packet(bytes(packet))
-            copy.pts = packet.pts + shift
-            copy.time_base = packet.time_base
+            copy = EncodedPacket(packet.payload, packet.pts + shift, packet.marker)
             self._shifted[key] = copy
             if len(self._shifted) > SHIFTED_KEPT:
                 del self._shifted[next(iter(self._shifted))]  # the oldest
         return copy
 
     def _push(self, packet, payload_bytes):
-        for track in self._tracks:
-            track.push(packet)
+        # Over a copy: a listener moving between two sinks of this hub leaves the set meanwhile.
+        for sink in tuple(self._tracks):
+            sink.push(packet)
         self.packets_sent += 1
         self.meter.add(payload_bytes)
 
@@ -224,10 +232,15 @@ class BroadcastHub(Hub):
         self._source = None
         self._encoder = None
 
+    def subscribe(self):
+        if self._per_listener:  # every listener's aiortc sender encodes the raw frames itself
+            return self.subscribe_reader()
+        return super().subscribe()
+
     def _start(self):
+        self._next_pts = None
         self._source = self._open_source(self.config, self._device_state_changed)
         self._encoder = create_encoder(self.config)
-        self._time_base = fractions.Fraction(1, self._encoder.clock_rate)
         self.frame_samples = self._encoder.clock_rate * FRAME_SAMPLES // SAMPLE_RATE
         self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
 
@@ -259,10 +272,11 @@ class BroadcastHub(Hub):
 
     def _send_encoded(self, frame):
         for encoded in self._encoder.encode(frame.pcm, frame.pts):
-            packet = av.Packet(encoded.payload)
-            packet.pts = encoded.timestamp
-            packet.time_base = self._time_base
-            self._push(packet, len(encoded.payload))
+            # RTP's marker: the first packet after a gap in the timeline (DTX left silent frames
+            # out, or the device's timeline jumped), so a receiver can re-sync its playout there.
+            marker = encoded.timestamp != self._next_pts
+            self._next_pts = encoded.timestamp + self.frame_samples
+            self._push(EncodedPacket(encoded.payload, encoded.timestamp, marker), len(encoded.payload))
 
     def _send_raw_frame(self, frame):
         """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""
@@ -304,9 +318,17 @@ class HubRegistry:
         self._hubs = {}
 
     def subscribe(self, config):
-        """A track of the hub for `config`; its `hub.config` is what the listener really gets.
-        When the stream already runs its most variants, a listener whose variant is not among
-        them joins the closest one (see `closest_variant`) instead of starting another encoder."""
+        """A WebRTC listener's sink on the hub for `config` (Hub.subscribe); its `hub.config` is
+        what the listener really gets. When the stream already runs its most variants, a listener
+        whose variant is not among them joins the closest one (see `closest_variant`) instead of
+        starting another encoder."""
+        return self._hub_for(config).subscribe()
+
+    def subscribe_reader(self, config):
+        """An HTTP listener's queue on the hub for `config` (Hub.subscribe_reader)."""
+        return self._hub_for(config).subscribe_reader()
+
+    def _hub_for(self, config):
         hub = self._hubs.get(config)
         if hub is None:
             variants = [known for known in self._hubs if known.unlimited() == config.unlimited()]
@@ -314,7 +336,7 @@ class HubRegistry:
                 hub = self._hubs[closest_variant(config, variants)]
             else:
                 hub = self._hubs[config] = self._make_hub(config, self._forget)
-        return hub.subscribe()
+        return hub
 
     def _forget(self, hub):
         if self._hubs.get(hub.config) is hub:

@@ -46,7 +46,7 @@ class PacketPublisher:
     def push(self, packet):
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
-        self._queue.append(wire.pack_packet(self.key, self.sequence, packet.pts, bytes(packet)))
+        self._queue.append(wire.pack_packet(self.key, self.sequence, packet.pts, packet.payload))
         self.sequence += 1
         self._ready.set()
 

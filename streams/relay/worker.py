@@ -6,23 +6,22 @@ source and encodes nothing. While it has listeners it
 - keeps this worker's demand for the stream alive in Redis (`rtc:want:<key>:<worker>`),
 - subscribes to the stream's packets (`rtc:audio:<key>`), counts sequence gaps,
 - re-stamps each packet on its own continuous clock (wire.restamp) and pushes the same
-  av.Packet to every listener's track, exactly as a BroadcastHub does,
+  EncodedPacket to every listener, exactly as a BroadcastHub does,
 - says "source-lost" to its listeners when packets stop for a second (owner restarting,
   Redis gone) and "playing" when they come back; the listeners stay connected.
 """
 import asyncio
-import fractions
 import logging
 import secrets
 import time
 
-import av
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..audio.broadcast import Hub
 from ..audio.config import FRAME_MS
 from ..audio.encoders import rtp_clock_rate
+from ..fanout import EncodedPacket
 from . import wire
 
 logger = logging.getLogger(__name__)
@@ -47,7 +46,6 @@ class RelayHub(Hub):
         self._withdrawing = set()
         self.clock_rate = rtp_clock_rate(config.codec)
         self.frame_samples = self.clock_rate * FRAME_MS // 1000
-        self._time_base = fractions.Fraction(1, self.clock_rate)
         self.late_frames = 0  # (the owner paces the stream; a relay makes nothing late itself)
 
     def _start(self):
@@ -113,7 +111,7 @@ class RelayHub(Hub):
             return last
         now = time.monotonic()
         if last is None:
-            pts = 0
+            pts, marker = 0, True
         else:
             last_sequence, last_remote, last_pts, last_time = last
             gap = wire.sequence_gap(last_sequence, sequence)
@@ -121,11 +119,9 @@ class RelayHub(Hub):
                 self.packets_missed += gap
             elapsed = round((now - last_time) * self.clock_rate)
             pts = wire.restamp(last_pts, last_remote, remote_pts, elapsed, self.frame_samples)
+            marker = pts != last_pts + self.frame_samples  # a gap: DTX, or the owner's timeline jumped
         self._set_status("playing", "")
-        packet = av.Packet(payload)
-        packet.pts = pts
-        packet.time_base = self._time_base
-        self._push(packet, len(payload))
+        self._push(EncodedPacket(payload, pts, marker), len(payload))
         return sequence, remote_pts, pts, now
 
     def _set_status(self, state, message):
