@@ -25,6 +25,7 @@ import websockets  # noqa: E402
 from aiortc import RTCSessionDescription  # noqa: E402
 
 from bench import swarm  # noqa: E402
+from streams import rtcinternals  # noqa: E402
 
 MOUNTPOINT_ID = 1  # the one mountpoint bench/janus.py configures
 KEEPALIVE_SECONDS = 25  # Janus ends a session silent for session_timeout (60 s)
@@ -68,7 +69,7 @@ class JanusListener(swarm.CountingListener):
         offer = loopback_only(watching["jsep"]["sdp"])
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         for transceiver in self.pc.getTransceivers():
-            transceiver.receiver._handle_rtp_packet = self.count  # count only, as CountingListener does
+            rtcinternals.on_received_rtp(transceiver.receiver, self.count)  # count only, as CountingListener does
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         answer = {"type": "answer", "sdp": self.pc.localDescription.sdp}  # Janus's offer asks for stereo itself
         await self.request({"janus": "message", "body": {"request": "start"}, "jsep": answer}, "event")

@@ -8,9 +8,10 @@ class StreamsConfig(AppConfig):
     def ready(self):
         from django.conf import settings
 
-        from . import rtpclock, rtphistory, signals  # noqa: F401  (signals connects the receivers)
+        from . import rtcinternals, rtpclock, rtphistory, signals  # noqa: F401  (signals connects the receivers)
         from .ice import expire_consent_like_rfc_7675, restrict_host_addresses
 
+        rtcinternals.check()  # fails loudly, naming what moved, on an aiortc/aioice it was not written for
         restrict_host_addresses(settings.RTC_ICE_ADDRESSES)
         expire_consent_like_rfc_7675()
         rtpclock.install()

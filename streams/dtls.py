@@ -8,8 +8,9 @@ for its own ECDSA certificate from what the client offers, and the client's RSA 
 only signs its CertificateVerify. RFC 5763 lets the answerer choose either role; Chromium
 (tested) is then the DTLS client.
 
-aiortc has no API for either thing, so this module uses its internals, here and
-nowhere else; tests/test_peers.py fails if an upgrade moves or changes them:
+aiortc has no API for either thing, so this module uses its internals, through
+streams/rtcinternals.py (the one door to them); tests/test_peers.py fails if an upgrade moves
+or changes them:
 
 - `RTCDtlsTransport._set_role("server")` and `._role`: `createAnswer()` writes
   `a=setup:passive` for a transport whose role is "server" rather than "auto", and the
@@ -24,8 +25,9 @@ nowhere else; tests/test_peers.py fails if an upgrade moves or changes them:
 """
 from OpenSSL import SSL
 
+from . import rtcinternals
+
 SERVER = "server"
-_LOG_DEBUG = "_RTCDtlsTransport__log_debug"
 _HANDSHAKE_FAILED = "x DTLS handshake failed"
 _REMOTE_SHUTDOWN = "- DTLS shutdown by remote party"
 
@@ -49,7 +51,7 @@ def take_server_role(pc):
     """Make the coming answer say a=setup:passive: call between setRemoteDescription(offer) and
     createAnswer(), and only for an offer that said a=setup:actpass."""
     for transport in dtls_transports(pc):
-        transport._set_role(SERVER)
+        rtcinternals.take_dtls_role(transport, SERVER)
 
 
 def describe_ssl_error(error):
@@ -70,26 +72,23 @@ class HandshakeWatch:
         self._ssl_error = ""  # the first OpenSSL error of the handshake, from recv()
         self._transport = transport
         self._watching_recv = False
-        for name in (_LOG_DEBUG, "_ssl", "_role", "encrypted"):
-            if not hasattr(transport, name):
-                raise AttributeError(f"aiortc's RTCDtlsTransport has no {name} any more: see streams/dtls.py")
-        log_debug = getattr(transport, _LOG_DEBUG)
+        rtcinternals.check_dtls_transport(transport)
 
-        def watching(msg, *args):
+        def hearing(msg, *args):
             if msg.startswith(_HANDSHAKE_FAILED):
                 self.reason = self._reason(msg, args)
             elif msg.startswith(_REMOTE_SHUTDOWN):
                 self.remote_shutdown = True
-            log_debug(msg, *args)
 
-        setattr(transport, _LOG_DEBUG, watching)
+        rtcinternals.hear_dtls_debug_log(transport, hearing)
         transport.on("statechange", self._on_state)
 
     def _on_state(self):
         transport = self._transport
-        if transport.state == "connecting" and transport._ssl is not None and not self._watching_recv:
+        connection = rtcinternals.dtls_connection(transport)
+        if transport.state == "connecting" and connection is not None and not self._watching_recv:
             self._watching_recv = True
-            self._watch_recv(transport._ssl)
+            self._watch_recv(connection)
 
     def _watch_recv(self, connection):
         recv = connection.recv
@@ -107,7 +106,7 @@ class HandshakeWatch:
         connection.recv = watching
 
     def _reason(self, msg, args):
-        role = self._transport._role
+        role = rtcinternals.dtls_role(self._transport)
         error = next((arg for arg in args if isinstance(arg, SSL.Error)), None)
         if error is not None:
             why = describe_ssl_error(error) or self._ssl_error or "an OpenSSL error without a reason"

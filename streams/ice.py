@@ -3,20 +3,19 @@ how soon a silent listener's consent expires.
 
 aioice has no option for this: it gathers host candidates on every interface
 address and leaves out 127.0.0.1. Like Janus's ice_enforce_list, the operator
-may name the addresses instead. This swaps aioice's address lookup for one that
-returns those addresses; with an empty list aioice keeps its own behaviour.
+may name the addresses instead. This gives aioice an address lookup that
+returns those addresses (through streams/rtcinternals.py); with an empty list
+aioice keeps its own behaviour.
 """
 import ipaddress
 
-import aioice.ice
-
-_aioice_host_addresses = aioice.ice.get_host_addresses
+from . import rtcinternals
 
 
 def restrict_host_addresses(addresses):
     addresses = list(addresses)
     if not addresses:
-        aioice.ice.get_host_addresses = _aioice_host_addresses
+        rtcinternals.gather_host_addresses(None)
         return
 
     def configured_host_addresses(use_ipv4, use_ipv6):
@@ -27,7 +26,7 @@ def restrict_host_addresses(addresses):
                 wanted.append(address)
         return wanted
 
-    aioice.ice.get_host_addresses = configured_host_addresses
+    rtcinternals.gather_host_addresses(configured_host_addresses)
 
 
 # aioice gives up on a silent listener after 6 unanswered consent checks about 5 s apart, each
@@ -37,4 +36,4 @@ CONSENT_FAILURES = 5
 
 
 def expire_consent_like_rfc_7675():
-    aioice.ice.CONSENT_FAILURES = CONSENT_FAILURES
+    rtcinternals.set_consent_failures(CONSENT_FAILURES)

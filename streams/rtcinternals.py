@@ -1,4 +1,17 @@
-"""aiortc's and aioice's internals that RTC Caster relies on, behind one door.
+"""aiortc's and aioice's internals that RTC Caster relies on, behind one door: nothing else in
+the project touches a private attribute or replaces a module global of theirs.
+
+Process-wide, applied once at start-up (`apply`, from streams/apps.py):
+- `aioice.ice.get_host_addresses`, looked up per gathering: replaced to gather only the
+  addresses RTC_ICE_ADDRESSES names (the policy is streams/ice.py's);
+- `aioice.ice.CONSENT_FAILURES`: consent expiry like RFC 7675 (streams/ice.py);
+- `aiortc.clock.current_ntp_time`, looked up per call: a cheaper clock (streams/rtpclock.py);
+- `aiortc.rtcrtpsender.RTP_HISTORY_SIZE`: no retransmission history (streams/rtphistory.py).
+
+Per DTLS transport (streams/dtls.py): its role (`_set_role`, `_role`), its pyOpenSSL
+connection (`_ssl`) and its debug log (`__log_debug`), where aiortc says why a handshake failed.
+
+Per received track, for the test and benchmark listeners: `RTCRtpReceiver._handle_rtp_packet`.
 
 aiortc has no public API for sending RTP that a peer did not produce itself. The hub's send
 loop (streams/fanout.py) needs, per connected listener:
@@ -10,16 +23,17 @@ loop (streams/fanout.py) needs, per connected listener:
   `__rtp_timestamp`, `__packet_count` and `__octet_count`, which aiortc's own RTP loop would
   have set.
 `check()` runs at start-up and fails loudly if an aiortc or aioice upgrade moved any of them;
-tests/test_rtcinternals.py sends through them between two real peers.
+tests/test_rtcinternals.py checks that each still takes effect (two real peers where it can).
 """
+import inspect
+
 import aioice
 import aioice.ice
 import aiortc
-from aiortc import RTCRtpSender
+import aiortc.clock
+import aiortc.rtcrtpsender
+from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcicetransport import RTCIceTransport
-
-from .rtpclock import current_ntp_time
 
 TESTED_WITH = {"aiortc": "1.16.", "aioice": "0.13."}
 _SENDER = "_RTCRtpSender__"
@@ -39,12 +53,99 @@ def check(aiortc_version=aiortc.__version__, aioice_version=aioice.__version__):
                 f"{name} {version} is installed, but streams/rtcinternals.py was written against "
                 f"{TESTED_WITH[name]}x: check its internals (tests/test_rtcinternals.py) and update TESTED_WITH."
             )
-    for cls, names in ((RTCRtpSender, ("_run_rtp", "_run_rtcp")), (RTCDtlsTransport, ("_send_rtp",)),
-                       (aioice.ice.Connection, ("sendto",))):
+    for cls, names in ((RTCRtpSender, ("_run_rtp", "_run_rtcp")), (RTCDtlsTransport, ("_send_rtp", "_set_role")),
+                       (aioice.ice.Connection, ("sendto",)), (RTCRtpReceiver, ("_handle_rtp_packet",))):
         for name in names:
             if not hasattr(cls, name):
                 raise MovedInternals(f"{cls.__module__}.{cls.__name__} has no {name} any more: see streams/rtcinternals.py")
-    _ = RTCIceTransport  # its `_connection` is set per instance: checked by SendPath
+    # The module globals replaced below only take effect where the library looks them up at call time.
+    for function, name in ((aioice.ice.Connection.gather_candidates, "get_host_addresses"),
+                           (aioice.ice.Connection.query_consent, "CONSENT_FAILURES"),
+                           (RTCRtpSender._run_rtp, "clock.current_ntp_time"),
+                           (RTCRtpSender._run_rtp, "RTP_HISTORY_SIZE")):
+        if name not in inspect.getsource(function):
+            raise MovedInternals(f"{function.__qualname__} no longer uses {name}: see streams/rtcinternals.py")
+
+
+# --- process-wide, applied once ---------------------------------------------------------------
+
+_aioice_host_addresses = aioice.ice.get_host_addresses
+
+
+def gather_host_addresses(lookup):
+    """Make aioice gather host candidates on `lookup(use_ipv4, use_ipv6)`'s addresses;
+    None gives it back its own lookup (every interface, no loopback)."""
+    aioice.ice.get_host_addresses = lookup or _aioice_host_addresses
+
+
+def set_consent_failures(count):
+    """Unanswered consent checks (about 5 s apart) before aioice gives a listener up."""
+    aioice.ice.CONSENT_FAILURES = count
+
+
+def use_ntp_clock(current_ntp_time):
+    """The clock aiortc stamps RTP header extensions and RTCP sender reports with."""
+    aiortc.clock.current_ntp_time = current_ntp_time
+
+
+def set_rtp_history_size(packets):
+    """Sent packets each aiortc sender keeps for retransmission."""
+    aiortc.rtcrtpsender.RTP_HISTORY_SIZE = packets
+
+
+# --- per DTLS transport (streams/dtls.py) --------------------------------------------------------
+
+_DTLS_LOG_DEBUG = "_RTCDtlsTransport__log_debug"
+
+
+def check_dtls_transport(transport):
+    for name in ("_ssl", "_role", "encrypted", _DTLS_LOG_DEBUG):
+        if not hasattr(transport, name):
+            raise MovedInternals(f"aiortc's RTCDtlsTransport has no {name} any more: see streams/rtcinternals.py")
+
+
+def take_dtls_role(transport, role):
+    """"server" or "client": what the coming answer's a=setup says (passive or active)."""
+    transport._set_role(role)
+
+
+def dtls_role(transport):
+    return transport._role
+
+
+def dtls_connection(transport):
+    """The pyOpenSSL connection, made when the handshake starts (state "connecting"), or None."""
+    return transport._ssl
+
+
+def hear_dtls_debug_log(transport, listener):
+    """Call `listener(msg, *args)` with each line aiortc logs at debug level for the transport:
+    the only place it says that a handshake failed, and how."""
+    check_dtls_transport(transport)
+    log_debug = getattr(transport, _DTLS_LOG_DEBUG)
+
+    def hearing(msg, *args):
+        listener(msg, *args)
+        log_debug(msg, *args)
+
+    setattr(transport, _DTLS_LOG_DEBUG, hearing)
+
+
+# --- per received track (test and benchmark listeners) -------------------------------------------
+
+def on_received_rtp(receiver, record):
+    """Call `await record(packet, arrival_time_ms)` for each RTP packet the receiver gets, before
+    aiortc's jitter buffer; `record` returns True to pass the packet on to it (and the decoder)."""
+    handle = receiver._handle_rtp_packet
+
+    async def recording(packet, arrival_time_ms):
+        if await record(packet, arrival_time_ms):
+            await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = recording
+
+
+# --- per connected listener: the hub's send loop (streams/fanout.py) -----------------------------
 
 
 def unsent_bytes(transport):
@@ -85,7 +186,7 @@ class SendPath:
     def report_sent(self, timestamp, payload_bytes):
         """What aiortc's RTP loop would note for the next RTCP sender report."""
         sender = self._sender
-        sender._RTCRtpSender__ntp_timestamp = current_ntp_time()
+        sender._RTCRtpSender__ntp_timestamp = aiortc.clock.current_ntp_time()
         sender._RTCRtpSender__rtp_timestamp = timestamp
         sender._RTCRtpSender__packet_count += 1
         sender._RTCRtpSender__octet_count += payload_bytes

@@ -8,7 +8,7 @@ value comes from `time.time()` with integer arithmetic.
 """
 import time
 
-import aiortc.clock
+from . import rtcinternals
 
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01 (Unix)
 
@@ -26,4 +26,4 @@ def current_ntp_time():
 
 def install():
     """Make aiortc read the clock this way (its modules look `clock.current_ntp_time` up per call)."""
-    aiortc.clock.current_ntp_time = current_ntp_time
+    rtcinternals.use_ntp_clock(current_ntp_time)

@@ -11,10 +11,10 @@ late together (measured: bench/workers.py, /status.json `gc_pauses_ms_last_minut
 With a history of one packet, each packet object is freed by reference counting as the
 next one is sent, long before any collection.
 """
-import aiortc.rtcrtpsender
+from . import rtcinternals
 
 AUDIO_RTP_HISTORY = 1
 
 
 def keep_no_rtp_history():
-    aiortc.rtcrtpsender.RTP_HISTORY_SIZE = AUDIO_RTP_HISTORY
+    rtcinternals.set_rtp_history_size(AUDIO_RTP_HISTORY)

@@ -9,7 +9,7 @@ import websockets
 from aiortc import RTCConfiguration, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from streams import sdp
+from streams import rtcinternals, sdp
 from tests.waiting import until
 
 
@@ -78,13 +78,11 @@ class Listener:
         self._messages_task = asyncio.create_task(self._collect_messages())
 
     def _record_rtp(self, receiver):
-        handle = receiver._handle_rtp_packet  # aiortc has no public hook for received payloads
-
         async def recording(packet, arrival_time_ms):
             self.heard.packets.append((arrival_time_ms, packet.sequence_number, packet.timestamp, bytes(packet.payload)))
-            await handle(packet, arrival_time_ms)
+            return True  # and on to the decoder
 
-        receiver._handle_rtp_packet = recording
+        rtcinternals.on_received_rtp(receiver, recording)  # aiortc has no public hook for received packets
 
     def _start_receiving(self, track):
         self._receiving = asyncio.create_task(self._receive(track))

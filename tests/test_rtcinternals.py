@@ -97,3 +97,41 @@ def test_a_listener_sender_reaches_a_real_aiortc_receiver_and_its_sender_reports
     # The RTCP sender report quotes the hub's packets, as aiortc's own RTP loop would have.
     # Without them it would quote 0 packets (aiortc's own RTP loop sends nothing here).
     assert 0 < report.packetsSent <= 100 and report.bytesSent > 0
+
+
+def test_check_names_a_method_an_upgrade_removed(monkeypatch):
+    from aiortc import RTCRtpSender
+
+    monkeypatch.delattr(RTCRtpSender, "_run_rtcp")
+    with pytest.raises(rtcinternals.MovedInternals, match="RTCRtpSender has no _run_rtcp"):
+        rtcinternals.check()
+
+
+def test_aioice_gathers_host_candidates_only_where_it_is_told():
+    async def gathered(lookup):
+        rtcinternals.gather_host_addresses(lookup)
+        pc = RTCPeerConnection()
+        try:
+            pc.addTransceiver("audio")
+            await pc.setLocalDescription(await pc.createOffer())
+            return set(re.findall(r"a=candidate:\S+ 1 udp \d+ (\S+) ", pc.localDescription.sdp))
+        finally:
+            await pc.close()
+
+    try:
+        assert run(gathered(lambda use_ipv4, use_ipv6: ["127.0.0.1"])) == {"127.0.0.1"}
+        assert "127.0.0.1" not in run(gathered(None))  # aioice's own lookup leaves loopback out
+    finally:
+        rtcinternals.gather_host_addresses(lambda use_ipv4, use_ipv6: ["127.0.0.1"])  # the suite's rule
+
+
+def test_the_process_wide_settings_are_in_place_after_start_up():
+    import aioice.ice
+    import aiortc.clock
+    import aiortc.rtcrtpsender
+
+    from streams import ice, rtpclock, rtphistory
+
+    assert aioice.ice.CONSENT_FAILURES == ice.CONSENT_FAILURES
+    assert aiortc.clock.current_ntp_time is rtpclock.current_ntp_time
+    assert aiortc.rtcrtpsender.RTP_HISTORY_SIZE == rtphistory.AUDIO_RTP_HISTORY
