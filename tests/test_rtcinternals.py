@@ -135,3 +135,28 @@ def test_the_process_wide_settings_are_in_place_after_start_up():
     assert aioice.ice.CONSENT_FAILURES == ice.CONSENT_FAILURES
     assert aiortc.clock.current_ntp_time is rtpclock.current_ntp_time
     assert aiortc.rtcrtpsender.RTP_HISTORY_SIZE == rtphistory.AUDIO_RTP_HISTORY
+
+
+def test_a_listener_whose_socket_holds_too_much_unsent_loses_packets_and_they_are_counted():
+    """The kernel's buffer for a slow listener is full and asyncio holds what it could not send:
+    past the bound the hub drops that listener's packets instead of queueing without end."""
+    async def scenario():
+        server, client, sender, payload_type = await connected_pair()
+        try:
+            path = rtcinternals.SendPath(sender, payload_type, max_unsent_bytes=1000)
+            listener = ListenerSender(OneHub())
+            listener.connect(path)
+            transport = sender.transport.transport._connection._nominated[1].protocol.transport
+            packets = tone_packets(4)
+            listener.push(packets[0])
+            transport.get_write_buffer_size = lambda: 5000  # as asyncio reports a socket it could not drain
+            listener.push(packets[1])
+            listener.push(packets[2])
+            del transport.get_write_buffer_size
+            listener.push(packets[3])
+            return listener.sent, listener.dropped
+        finally:
+            await client.close()
+            await server.close()
+
+    assert run(scenario()) == (2, 2)
