@@ -34,7 +34,9 @@ def main(argv=None):
     django.setup()
     if needs_database(arguments):
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("bootstrap")
+        # Serving prints what bootstrap made (the password) with the URLs; other commands keep
+        # their standard output for their own answer (`stats --json` is read by scripts).
+        call_command("bootstrap", stdout=sys.stdout if arguments[0] == "serve" else sys.stderr)
     execute_from_command_line(["rtc-caster", *arguments])
 
 

@@ -25,8 +25,6 @@ loop (streams/fanout.py) needs, per connected listener:
 `check()` runs at start-up and fails loudly if an aiortc or aioice upgrade moved any of them;
 tests/test_rtcinternals.py checks that each still takes effect (two real peers where it can).
 """
-import inspect
-
 import aioice
 import aioice.ice
 import aiortc
@@ -58,13 +56,14 @@ def check(aiortc_version=aiortc.__version__, aioice_version=aioice.__version__):
         for name in names:
             if not hasattr(cls, name):
                 raise MovedInternals(f"{cls.__module__}.{cls.__name__} has no {name} any more: see streams/rtcinternals.py")
-    # The module globals replaced below only take effect where the library looks them up at call time.
-    for function, name in ((aioice.ice.Connection.gather_candidates, "get_host_addresses"),
-                           (aioice.ice.Connection.query_consent, "CONSENT_FAILURES"),
-                           (RTCRtpSender._run_rtp, "clock.current_ntp_time"),
-                           (RTCRtpSender._run_rtp, "RTP_HISTORY_SIZE")):
-        if name not in inspect.getsource(function):
-            raise MovedInternals(f"{function.__qualname__} no longer uses {name}: see streams/rtcinternals.py")
+    # The module globals replaced below only take effect where the library looks them up at call
+    # time: the names its code object loads (bytecode, so this holds in the frozen release too).
+    for function, names in ((aioice.ice.Connection.gather_candidates, ("get_host_addresses",)),
+                            (aioice.ice.Connection.query_consent, ("CONSENT_FAILURES",)),
+                            (RTCRtpSender._run_rtp, ("clock", "current_ntp_time", "RTP_HISTORY_SIZE"))):
+        for name in names:
+            if name not in function.__code__.co_names:
+                raise MovedInternals(f"{function.__qualname__} no longer uses {name}: see streams/rtcinternals.py")
 
 
 # --- process-wide, applied once ---------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The standalone release: built once per run by scripts/release.py for real, unpacked into an
 empty folder and run with a bare environment (see tests/rigs/release.py)."""
+import asyncio
 import json
 import re
 import subprocess
@@ -30,11 +31,21 @@ def get(url):
         return response.status, response.headers.get("Content-Type", ""), response.read().decode()
 
 
-async def hear(server, slug, seconds=2.0):
+def rtc_caster(release, *arguments, stdin=None, **env):
+    """The executable's management command, as a user runs it beside a running server."""
+    result = subprocess.run([str(release.executable), *arguments], env=bare_environment(**env), input=stdin,
+                            capture_output=True, text=True, timeout=60, cwd=release.unpack_into)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+async def hear_and_count(server, release, slug, seconds=2.0):
+    """Listen to `slug`, and meanwhile ask `rtc-caster stats` how many listen."""
     listener = Listener(server.ws_url(slug))
     try:
         await listener.connect()
-        return await listener.listen_for(seconds)
+        stats = await asyncio.to_thread(rtc_caster, release, "stats", "--json", "--port", str(server.port))
+        return await listener.listen_for(seconds), json.loads(stats)
     finally:
         await listener.close()
 
@@ -61,7 +72,8 @@ def test_first_start_serves_the_tone_and_the_admin_from_a_bare_environment(relea
         data = release.folder / "data"
         assert {"db.sqlite3", ".secret_key", "app.log"} <= {p.name for p in data.iterdir()}
 
-        heard = run(hear(server, "default"))
+        heard, stats = run(hear_and_count(server, release, "default"))
+        assert stats["default"]["listeners"] == 1, stats
         samples = heard.samples()[int(0.2 * heard.sample_rate):]
         for channel in range(2):
             assert abs(dominant_frequency(samples[:, channel], heard.sample_rate) - 440) <= 5
@@ -98,6 +110,9 @@ def test_a_second_start_keeps_the_data_and_prints_no_new_password(release, tmp_p
         assert "Admin user 'admin' exists" in second.log()
         assert "Front of house" in get(second.url("/"))[2]
         AdminOverHttp(second.url()).log_in("admin", password)
+        rtc_caster(release, "changepassword", "admin", stdin="Another-pass-42\nAnother-pass-42\n",
+                   RTC_DATA_DIR=str(tmp_path / "data"))
+        AdminOverHttp(second.url()).log_in("admin", "Another-pass-42")
     finally:
         second.stop()
 

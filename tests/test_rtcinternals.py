@@ -160,3 +160,14 @@ def test_a_listener_whose_socket_holds_too_much_unsent_loses_packets_and_they_ar
             await server.close()
 
     assert run(scenario()) == (2, 2)
+
+
+def test_check_names_a_global_the_library_no_longer_looks_up(monkeypatch):
+    import aioice.ice
+
+    def query_consent_without_the_global(self):
+        return 6
+
+    monkeypatch.setattr(aioice.ice.Connection, "query_consent", query_consent_without_the_global)
+    with pytest.raises(rtcinternals.MovedInternals, match="no longer uses CONSENT_FAILURES"):
+        rtcinternals.check()
