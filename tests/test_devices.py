@@ -96,6 +96,38 @@ def test_fake_windows_loopback_opens_at_its_mix_format_and_is_resampled_to_48k(m
     assert abs(dominant_frequency(samples[200:, 0], SAMPLE_RATE) - fake_pyaudiowpatch.TONE_HZ) <= 2
 
 
+def test_an_alsa_device_is_still_captured_through_portaudio_at_its_own_rate(pulse):
+    import pyaudio
+
+    device = devices.resolve("ALSA: default", pyaudio)  # ALSA's default, which the pulse plug-in routes to virt.monitor
+    tone = pulse.play_tone(1000, seconds=30)
+    stream = OpenStream(pyaudio, device)
+    blocks = []
+
+    def hears_the_tone():
+        recent = np.concatenate(blocks)[-SAMPLE_RATE // 2:, 0] if blocks else np.zeros(0)
+        return len(recent) == SAMPLE_RATE // 2 and abs(dominant_frequency(recent, SAMPLE_RATE) - 1000) <= 2
+
+    try:
+        while (len(blocks) < 100 or not hears_the_tone()) and len(blocks) < 1000:  # 1 to 10 s of sound
+            blocks.append(stream.read_block())
+    finally:
+        stream.close()
+        tone.terminate()
+    assert hears_the_tone(), "no 1 kHz in 10 s of ALSA's default device"
+    assert stream.rate == int(device.default_sample_rate) == 44100  # resampled to 48 kHz here, not by PortAudio
+    first_second = np.concatenate(blocks[:100])
+    assert first_second.shape[1] == 2 and abs(len(first_second) - SAMPLE_RATE) < 200
+
+
+def test_a_pulseaudio_stable_name_gives_its_source_and_other_names_none():
+    assert devices.pulse_source_of("PulseAudio: alsa_output.pci-0000_00_1f.3.analog-stereo.monitor") == (
+        "alsa_output.pci-0000_00_1f.3.analog-stereo.monitor")
+    assert devices.pulse_source_of("ALSA: pulse") is None
+    assert devices.pulse_source_of(devices.DEFAULT_LOOPBACK) is None
+    assert devices.pulse_source_of("PulseAudio: ") is None
+
+
 def test_parse_pactl_sources():
     text = "1\tvirt.monitor\tmodule-null-sink.c\ts16le 2ch 44100Hz\tIDLE\n2\tmic\tmodule-alsa-card.c\ts32le 1ch 48000Hz\tRUNNING\n"
     assert devices.parse_pactl_sources(text) == [("virt.monitor", 2, 44100), ("mic", 1, 48000)]

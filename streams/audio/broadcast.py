@@ -250,10 +250,11 @@ class BroadcastHub(Hub):
         self._source.close()
 
     def _device_state_changed(self, capture):
-        state = {"capturing": "playing", "lost": "device-lost"}.get(capture.state)
-        if state is not None and (state, capture.message) != self.status:
-            self.status = (state, capture.message)
-            self._announce(self.config.slug, state, capture.message)
+        state, message = capture.status  # one read: the state and message of the same moment
+        state = {"capturing": "playing", "lost": "device-lost"}.get(state)
+        if state is not None and (state, message) != self.status:
+            self.status = (state, message)
+            self._announce(self.config.slug, state, message)
 
     async def _run(self):
         send = self._send_raw_frame if self._per_listener else self._send_encoded

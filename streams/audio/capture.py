@@ -1,10 +1,16 @@
 """Device capture: one thread per device, shared by every stream that uses the device.
 
-A DeviceCapture opens its device off the event loop (PortAudio may block for
+A DeviceCapture opens its device off the event loop (opening may block for
 seconds), reads 10 ms blocks, converts them once to 48 kHz stereo int16 and
 writes each block into the ring buffer of every reader (one per broadcast hub).
-If the device vanishes or errors, the thread reports it, closes what it had and
-retries with backoff until the device is back or capture is stopped.
+A PulseAudio/PipeWire source is recorded natively through libpulse
+(pulsecapture.py); any other device through PortAudio (PyAudio, or pyaudiowpatch
+for WASAPI loopback on Windows).
+
+If the device vanishes or errors, the thread reports it once ("lost", with a
+message that stays the same for the whole outage), closes what it had and
+retries with backoff (RetryBackoff) until the device delivers again, which it
+reports once ("capturing"), or until capture is stopped.
 
 The AudioCaptureManager owns the captures of a process: it starts one with its
 first reader and stops it a few seconds after its last reader leaves, so an
@@ -13,7 +19,6 @@ idle server does not hold the microphone.
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 
@@ -24,6 +29,7 @@ from django.conf import settings
 from . import devices as device_lookup
 from . import priority
 from .config import SAMPLE_RATE
+from .pulsecapture import PulseRecordStream
 from .ringbuffer import NumpyRingBuffer
 
 logger = logging.getLogger(__name__)
@@ -31,33 +37,49 @@ logger = logging.getLogger(__name__)
 BLOCK_SAMPLES = SAMPLE_RATE // 100  # 10 ms
 CAPTURE_CHANNELS = 2
 RING_SECONDS = 1
-FIRST_RETRY_SECONDS = 0.25
-MAX_RETRY_SECONDS = 2.0
-SOURCE_CHECK_SECONDS = 1.0
-# PULSE_SOURCE is read from the process environment when a "pulse" stream opens.
-_pulse_open_lock = threading.Lock()
-
-
-# Ask PulseAudio for small capture fragments; its default for the ALSA plugin adds tens of ms.
-PULSE_LATENCY_MS = 10
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 10.0
+STEADY_SECONDS = 10.0  # good capture for this long, and the next failure is retried soon again
 
 
 class DeviceLost(OSError):
     pass
 
 
-@contextlib.contextmanager
-def temporary_environment(values):
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+class SystemClock:
+    """The clock capture retries by; tests give DeviceCapture one of their own."""
+
+    now = staticmethod(time.monotonic)
+
+    @staticmethod
+    def wait(stop, seconds):
+        """Wait `seconds`, or until the `stop` event is set."""
+        stop.wait(seconds)
+
+
+class RetryBackoff:
+    """When to try a failed device again: FIRST_RETRY_SECONDS after the first failure, then twice
+    as long after each further one, up to MAX_RETRY_SECONDS. A device that then delivered for
+    STEADY_SECONDS before failing again starts from FIRST_RETRY_SECONDS; one that keeps failing
+    soon after it opens keeps the longer waits. Pure: times come in as arguments."""
+
+    def __init__(self, first=FIRST_RETRY_SECONDS, most=MAX_RETRY_SECONDS, steady=STEADY_SECONDS):
+        self.first, self.most, self.steady = first, most, steady
+        self._next = first
+        self._delivering_since = None
+
+    def delivering(self, now):
+        """The device (re)opened delivers sound, from `now` on."""
+        if self._delivering_since is None:
+            self._delivering_since = now
+
+    def failed(self, now):
+        """The device failed (to open, or to deliver) at `now`: the seconds to wait before trying again."""
+        if self._delivering_since is not None and now - self._delivering_since >= self.steady:
+            self._next = self.first
+        self._delivering_since = None
+        delay, self._next = self._next, min(self._next * 2, self.most)
+        return delay
 
 
 def to_capture_format(samples, channels):
@@ -82,23 +104,10 @@ class OpenStream:
             raise
 
     def _open(self, module):
+        # WASAPI loopback only opens at the device's own format; other APIs accept it too.
         device = self.device
-        if device.pulse_source is not None:
-            index = next(
-                (d.index for d in device_lookup.portaudio_devices(self._pa) if d.label == device_lookup.PULSE_ALSA_DEVICE),
-                None,
-            )
-            if index is None:
-                raise DeviceLost("PortAudio has no ALSA 'pulse' device: install libasound2-plugins")
-            self.rate, self.channels = SAMPLE_RATE, min(device.input_channels, CAPTURE_CHANNELS)
-            # libpulse reads both from the environment when the ALSA plugin connects.
-            pulse_env = {"PULSE_SOURCE": device.pulse_source, "PULSE_LATENCY_MSEC": str(PULSE_LATENCY_MS)}
-            with _pulse_open_lock, temporary_environment(pulse_env):
-                self._stream = self._open_stream(module, index)
-        else:
-            # WASAPI loopback only opens at the device's own format; other APIs accept it too.
-            self.rate, self.channels = int(device.default_sample_rate), min(device.input_channels, CAPTURE_CHANNELS)
-            self._stream = self._open_stream(module, device.index)
+        self.rate, self.channels = int(device.default_sample_rate), min(device.input_channels, CAPTURE_CHANNELS)
+        self._stream = self._open_stream(module, device.index)
         self._frames_per_block = self.rate // 100
         self._resampler = None
         if self.rate != SAMPLE_RATE:
@@ -135,17 +144,32 @@ class OpenStream:
 
 
 class DeviceCapture:
-    def __init__(self, device_name, on_state, module_factory=device_lookup.pyaudio_module):
+    def __init__(self, device_name, on_state, module_factory=device_lookup.pyaudio_module, clock=SystemClock):
         self.device_name = device_name
-        self.state = "starting"
-        self.message = f"Opening {device_name}…"
+        self._status = ("starting", f"Opening {device_name}…")
         self.priority = "normal priority (RTC_AUDIO_PRIORITY off)"
+        self.attempts = 0  # times the device was opened or tried
         self._on_state = on_state
         self._module_factory = module_factory
+        self._clock = clock
         self._readers = {}  # ring buffer -> notify()
         self._readers_lock = threading.Lock()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"capture:{device_name}", daemon=True)
+
+    @property
+    def status(self):
+        """(state, message), read together: "starting", "capturing", "lost" or "stopped", and a sentence
+        for listeners that stays the same as long as the state does."""
+        return self._status
+
+    @property
+    def state(self):
+        return self._status[0]
+
+    @property
+    def message(self):
+        return self._status[1]
 
     @property
     def reader_count(self):
@@ -170,45 +194,55 @@ class DeviceCapture:
         self._stop.set()
 
     def _set_state(self, state, message):
-        if (state, message) != (self.state, self.message):
-            self.state, self.message = state, message
-            log = logger.warning if state == "lost" else logger.info
-            log("capture %s: %s", self.device_name, message)
+        if (state, message) != self._status:
+            self._status = (state, message)
             self._on_state(self)
 
     def _run(self):
         if settings.RTC_AUDIO_PRIORITY:
             self.priority = priority.make_capture_thread_real_time()
             logger.info("capture %s: %s", self.device_name, self.priority)
-        retry = FIRST_RETRY_SECONDS
+        backoff = RetryBackoff()
         while not self._stop.is_set():
+            self.attempts += 1
             try:
                 stream = self._open()
-            except Exception as error:  # PortAudio reports a missing device in many ways
-                self._set_state("lost", f"{self.device_name} is not available ({error}); retrying every {retry:g} s.")
-                self._stop.wait(retry)
-                retry = min(retry * 2, MAX_RETRY_SECONDS)
-                continue
-            retry = FIRST_RETRY_SECONDS
-            self._set_state("capturing", f"Capturing {self.device_name}.")
-            try:
-                self._pump(stream)
-            except Exception as error:
-                self._set_state("lost", f"{self.device_name} stopped delivering sound ({error}); retrying.")
-            finally:
-                stream.close()
-        self.state, self.message = "stopped", f"Capture of {self.device_name} stopped."
+                try:
+                    self._pump(stream, backoff)
+                finally:
+                    stream.close()
+            except Exception as error:  # PortAudio and libpulse report a missing device in many ways
+                if self._stop.is_set():
+                    break
+                delay = backoff.failed(self._clock.now())
+                self._lost(error, delay)
+                self._clock.wait(self._stop, delay)
+        self._status = ("stopped", f"Capture of {self.device_name} stopped.")
         logger.info("capture %s: stopped", self.device_name)
 
-    def _open(self):
-        module = self._module_factory()
-        device = device_lookup.resolve(self.device_name, module)
-        if device is None:
-            raise DeviceLost("no such device now")
-        return OpenStream(module, device)
+    def _lost(self, error, delay):
+        """Once per outage a state change, with a message that does not change while it lasts
+        (listeners are told each new message); the log gets each failure and the next try."""
+        if self.state == "lost":
+            logger.info("capture %s: still not available (%s); next try in %g s", self.device_name, error, delay)
+            return
+        logger.warning("capture %s: not available (%s); retrying in %g s, then less often, up to every %g s",
+                       self.device_name, error, delay, MAX_RETRY_SECONDS)
+        self._set_state("lost", f"{self.device_name} is not available; capture retries until it is back.")
 
-    def _pump(self, stream):
-        next_check = time.monotonic() + SOURCE_CHECK_SECONDS
+    def _open(self):
+        source = device_lookup.pulse_source_of(self.device_name)
+        if source is None:
+            module = self._module_factory()
+            device = device_lookup.resolve(self.device_name, module)
+            if device is None:
+                raise DeviceLost("no such device now")
+            if device.pulse_source is None:
+                return OpenStream(module, device)
+            source = device.pulse_source  # default:loopback on PulseAudio
+        return PulseRecordStream(source)
+
+    def _pump(self, stream, backoff):
         while not self._stop.is_set():
             block = stream.read_block()
             read_at = time.monotonic()
@@ -217,12 +251,10 @@ class DeviceCapture:
             for ring, notify in readers:
                 ring.write(block, read_at)
                 notify()
-            if stream.device.pulse_source and time.monotonic() > next_check:
-                # PulseAudio quietly moves a stream whose source vanished to another source: check by name.
-                next_check = time.monotonic() + SOURCE_CHECK_SECONDS
-                present = {d.pulse_source for d in device_lookup.pulse_sources()}
-                if stream.device.pulse_source not in present:
-                    raise DeviceLost(f"source {stream.device.pulse_source} is gone")
+            if self.state != "capturing" and len(block):  # the first sound since the device (re)opened
+                backoff.delivering(self._clock.now())
+                logger.info("capture %s: capturing", self.device_name)
+                self._set_state("capturing", f"Capturing {self.device_name}.")
 
 
 class CaptureSubscription:

@@ -8,8 +8,8 @@ names follow whatever the system's default is when capture starts.
 
 On Linux with PulseAudio or PipeWire (pipewire-pulse), every source, including
 each output's ".monitor" (the loopback of "what this PC plays"), is listed from
-`pactl` and captured through PortAudio's ALSA "pulse" device with PULSE_SOURCE
-naming the source. On Windows, pyaudiowpatch lists WASAPI loopback devices.
+`pactl` and recorded natively through libpulse (pulsecapture.py). On Windows,
+pyaudiowpatch lists WASAPI loopback devices.
 """
 import contextlib
 import shutil
@@ -22,7 +22,6 @@ DEFAULT_INPUT = "default:input"
 DEFAULT_LOOPBACK = "default:loopback"
 SPECIAL_DEVICES = {DEFAULT_INPUT: "The default input", DEFAULT_LOOPBACK: "The default output's loopback"}
 PULSE_HOST_API = "PulseAudio"
-PULSE_ALSA_DEVICE = "pulse"  # the ALSA plugin device that routes to PulseAudio
 
 
 # PortAudio's initialise/terminate are not thread-safe, and admin pages, the list_devices
@@ -56,7 +55,7 @@ class AudioDevice:
     default_sample_rate: float
     is_loopback: bool = False
     is_default: bool = False
-    pulse_source: str | None = None  # set for PulseAudio sources: open "pulse" with PULSE_SOURCE
+    pulse_source: str | None = None  # set for PulseAudio sources: the source's name, recorded through libpulse
 
     def as_dict(self):
         return asdict(self)
@@ -73,6 +72,12 @@ def pyaudio_module():
 
 def stable_name(host_api, label):
     return f"{host_api}: {label}"
+
+
+def pulse_source_of(name):
+    """The PulseAudio source that a stable name "PulseAudio: <source>" stands for, else None."""
+    prefix = stable_name(PULSE_HOST_API, "")
+    return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else None
 
 
 def portaudio_devices(pa):
