@@ -1,4 +1,4 @@
-"""A lost device is retried with backoff and reported once per outage: RetryBackoff (pure), a
+"""A lost device is retried with backoff and reported once per outage: Backoff (pure), a
 capture of a PulseAudio source that is not there (the real libpulse, on a clock of the test's),
 and the statuses a broadcast hub announces while the rig's null sink vanishes and comes back."""
 import asyncio
@@ -8,34 +8,35 @@ import threading
 import pytest
 
 from streams.audio.broadcast import BroadcastHub
-from streams.audio.capture import AudioCaptureManager, DeviceCapture, RetryBackoff
+from streams.audio.capture import AudioCaptureManager, DeviceCapture
+from streams.supervision import Backoff
 from streams.audio.config import StreamConfig
 from streams.audio.sources import open_source
 from tests.waiting import until, wait_for
 
 
-# -- RetryBackoff ----------------------------------------------------------------------------
+# -- Backoff ----------------------------------------------------------------------------
 
 def test_retries_wait_half_a_second_then_twice_as_long_each_time_up_to_10_s():
-    backoff = RetryBackoff()
+    backoff = Backoff()
     assert [backoff.failed(now=100.0 + i) for i in range(8)] == [0.5, 1, 2, 4, 8, 10, 10, 10]
 
 
 def test_after_10_s_of_good_capture_the_next_failure_is_retried_after_half_a_second_again():
-    backoff = RetryBackoff()
+    backoff = Backoff()
     for i in range(5):
         backoff.failed(now=float(i))
-    backoff.delivering(now=20.0)
-    backoff.delivering(now=25.0)  # still the same stretch: it began at 20
+    backoff.running(now=20.0)
+    backoff.running(now=25.0)  # still the same stretch: it began at 20
     assert backoff.failed(now=30.0) == 0.5
     assert backoff.failed(now=30.5) == 1
 
 
 def test_a_device_that_fails_soon_after_each_reopening_keeps_the_longer_waits():
-    backoff = RetryBackoff()
+    backoff = Backoff()
     delays = []
     for i in range(5):
-        backoff.delivering(now=10.0 * i)
+        backoff.running(now=10.0 * i)
         delays.append(backoff.failed(now=10.0 * i + 3))  # 3 s of sound, then it fails again
     assert delays == [0.5, 1, 2, 4, 8]
 

@@ -10,8 +10,9 @@ from aiortc import RTCPeerConnection
 from streams import rtcinternals
 from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE, StreamConfig
 from streams.audio.encoders import create_encoder
-from streams.fanout import EncodedPacket, IdleTrack, ListenerSender
+from streams.fanout import EncodedPacket, ListenerSender
 from tests.helpers import run
+from tests.rigs.peer_pair import connected_pair
 from tests.listener import dominant_frequency
 from tests.waiting import until, until_awaited
 
@@ -36,20 +37,6 @@ def tone_packets(count, frequency=440):
         for encoded in encoder.encode(frame, index * FRAME_SAMPLES):
             packets.append(EncodedPacket(encoded.payload, encoded.timestamp))
     return packets
-
-
-async def connected_pair():
-    server, client = RTCPeerConnection(), RTCPeerConnection()
-    track = IdleTrack()
-    transceiver = server.addTransceiver(track, direction="sendonly")
-    client.addTransceiver("audio", direction="recvonly")
-    await client.setLocalDescription(await client.createOffer())
-    await server.setRemoteDescription(client.localDescription)
-    await server.setLocalDescription(await server.createAnswer())
-    await client.setRemoteDescription(server.localDescription)
-    await until(lambda: transceiver.sender.transport.state == "connected", 10, "DTLS connected")
-    payload_type = int(re.search(r"a=rtpmap:(\d+) opus/48000", server.localDescription.sdp).group(1))
-    return server, client, transceiver.sender, payload_type
 
 
 async def send_and_hear(count):

@@ -19,11 +19,14 @@ from ..fanout import EncodedPacket, ListenerSender
 from .bitrate import BitrateMeter
 from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
+from ..supervision import Backoff, Supervisor
 from .frametiming import FrameTiming
 
 logger = logging.getLogger(__name__)
 
 SHIFTED_KEPT = 64  # re-stamped packets a hub keeps for listeners still reading older ones
+RESTARTING_MESSAGE = "The stream hit an error and is restarting."
+FAILED_MESSAGE = "The stream failed and could not be restarted; reconnect to start it again."
 
 
 
@@ -131,7 +134,7 @@ class Hub:
         self.config = config
         self._max_packets = max_packets
         self._on_idle = on_idle
-        self._tracks = set()
+        self._sinks = set()
         self._running = False
         self.status = ("playing", "")
         self.packets_sent = 0
@@ -142,12 +145,12 @@ class Hub:
 
     @property
     def listener_count(self):
-        return len(self._tracks)
+        return len(self._sinks)
 
     @property
     def dropped_packets(self):
         """Packets dropped from the queues of listeners still connected (too slow to take them)."""
-        return sum(track.dropped for track in self._tracks)
+        return sum(sink.dropped for sink in self._sinks)
 
     @property
     def bitrate(self):
@@ -163,24 +166,31 @@ class Hub:
         return self.attach(ListenerTrack(self, self._max_packets))
 
     def attach(self, sink):
-        """Add a receiver of every packet: anything with `push(packet)` and a `dropped` count.
-        A listener's track, or the media owner's publisher (streams/relay/owner.py)."""
-        self._tracks.add(sink)
+        """Add a receiver of every packet: anything with `push(packet)` and a `dropped` count: a
+        listener's sender or queue, or the media owner's publisher (streams/relay/owner.py). The
+        first one starts the hub's work; if that fails, the error is the caller's and the hub
+        holds nothing."""
         if not self._running:
-            self._running = True
             self._start()
+            self._running = True
+        self._sinks.add(sink)
         return sink
 
-    def unsubscribe(self, track):
-        self._tracks.discard(track)
-        if not self._tracks:
+    def unsubscribe(self, sink):
+        self._sinks.discard(sink)
+        if not self._sinks:
             self._shut_down()
 
     def stop(self):
-        """End every listener's track and the hub itself."""
-        for track in list(self._tracks):
-            track.stop()  # each one unsubscribes; the last shuts the hub down
+        """End every listener's sink and the hub itself."""
+        for sink in list(self._sinks):
+            sink.stop()  # each one unsubscribes; the last shuts the hub down
         self._shut_down()
+
+    @property
+    def restarts(self):
+        """Times the hub's work failed and was restarted (streams/supervision.py)."""
+        return 0
 
     def _shut_down(self):
         if not self._running:
@@ -205,7 +215,7 @@ class Hub:
 
     def _push(self, packet, payload_bytes):
         # Over a copy: a listener moving between two sinks of this hub leaves the set meanwhile.
-        for sink in tuple(self._tracks):
+        for sink in tuple(self._sinks):
             sink.push(packet)
         self.packets_sent += 1
         self.meter.add(payload_bytes)
@@ -228,33 +238,66 @@ class BroadcastHub(Hub):
         self._per_listener = per_listener
         self._open_source = open_source
         self._announce = announce
-        self._task = None
+        self._supervisor = None
         self._source = None
         self._encoder = None
+        self._pts_shift = 0  # keeps the timeline running on over a restart (a new source starts at 0)
 
     def subscribe(self):
         if self._per_listener:  # every listener's aiortc sender encodes the raw frames itself
             return self.subscribe_reader()
         return super().subscribe()
 
+    @property
+    def restarts(self):
+        return self._supervisor.restarts if self._supervisor else 0
+
+    def restart_backoff(self):
+        return Backoff()
+
     def _start(self):
         self._next_pts = None
+        self._open_work()
+        self._supervisor = Supervisor(f"broadcast:{self.config.slug}", self._run, on_crash=self._restart_work,
+                                      on_give_up=self._give_up, backoff=self.restart_backoff())
+
+    def _open_work(self):
         self._source = self._open_source(self.config, self._device_state_changed)
-        self._encoder = create_encoder(self.config)
+        try:
+            self._encoder = create_encoder(self.config)
+        except Exception:
+            self._source.close()
+            raise
         self.frame_samples = self._encoder.clock_rate * FRAME_SAMPLES // SAMPLE_RATE
-        self._task = asyncio.create_task(self._run(), name=f"broadcast:{self.config.slug}")
 
     def _stop_work(self):
-        self._task.cancel()
-        self._task = None
+        self._supervisor.stop()
         self._source.close()
+
+    def _restart_work(self, error):
+        """The source or the encoder failed: tell the listeners, and start both afresh. The
+        listeners stay; their timeline runs on from where it was (marked as a gap)."""
+        self._set_status("restarting", RESTARTING_MESSAGE)
+        self._source.close()
+        self._open_work()
+        self._pts_shift = None  # measured on the next packet
+
+    def _give_up(self, error):
+        """Restarting did not help: tell the listeners, and leave the registry, so that the next
+        listener starts the stream afresh rather than join this one."""
+        self._set_status("stream-failed", FAILED_MESSAGE)
+        self.stop()
+
+    def _set_status(self, state, message):
+        if (state, message) != self.status:
+            self.status = (state, message)
+            self._announce(self.config.slug, state, message)
 
     def _device_state_changed(self, capture):
         state, message = capture.status  # one read: the state and message of the same moment
         state = {"capturing": "playing", "lost": "device-lost"}.get(state)
-        if state is not None and (state, message) != self.status:
-            self.status = (state, message)
-            self._announce(self.config.slug, state, message)
+        if state is not None:
+            self._set_status(state, message)
 
     async def _run(self):
         send = self._send_raw_frame if self._per_listener else self._send_encoded
@@ -262,6 +305,8 @@ class BroadcastHub(Hub):
         while True:
             frame = await self._source.next_frame()
             send(frame)
+            if self.status[0] == "restarting":  # sound again after a restart
+                self._set_status("playing", "")
             delay_ms = None if frame.captured_at is None else (loop.time() - frame.captured_at) * 1000
             self.timing.sent(delay_ms, frame.silence, frame.jumped, frame.dropped_before)
 
@@ -273,11 +318,14 @@ class BroadcastHub(Hub):
 
     def _send_encoded(self, frame):
         for encoded in self._encoder.encode(frame.pcm, frame.pts):
+            if self._pts_shift is None:  # the first packet after a restart follows the last one
+                self._pts_shift = 0 if self._next_pts is None else self._next_pts - encoded.timestamp
+            pts = encoded.timestamp + self._pts_shift
             # RTP's marker: the first packet after a gap in the timeline (DTX left silent frames
             # out, or the device's timeline jumped), so a receiver can re-sync its playout there.
-            marker = encoded.timestamp != self._next_pts
-            self._next_pts = encoded.timestamp + self.frame_samples
-            self._push(EncodedPacket(encoded.payload, encoded.timestamp, marker), len(encoded.payload))
+            marker = pts != self._next_pts
+            self._next_pts = pts + self.frame_samples
+            self._push(EncodedPacket(encoded.payload, pts, marker), len(encoded.payload))
 
     def _send_raw_frame(self, frame):
         """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""

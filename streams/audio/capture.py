@@ -9,7 +9,7 @@ for WASAPI loopback on Windows).
 
 If the device vanishes or errors, the thread reports it once ("lost", with a
 message that stays the same for the whole outage), closes what it had and
-retries with backoff (RetryBackoff) until the device delivers again, which it
+retries with backoff (supervision.Backoff) until the device delivers again, which it
 reports once ("capturing"), or until capture is stopped.
 
 The AudioCaptureManager owns the captures of a process: it starts one with its
@@ -30,6 +30,7 @@ from . import devices as device_lookup
 from . import priority
 from .config import SAMPLE_RATE
 from .pulsecapture import PulseRecordStream
+from ..supervision import MAX_RETRY_SECONDS, Backoff
 from .ringbuffer import NumpyRingBuffer
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,6 @@ logger = logging.getLogger(__name__)
 BLOCK_SAMPLES = SAMPLE_RATE // 100  # 10 ms
 CAPTURE_CHANNELS = 2
 RING_SECONDS = 1
-FIRST_RETRY_SECONDS = 0.5
-MAX_RETRY_SECONDS = 10.0
-STEADY_SECONDS = 10.0  # good capture for this long, and the next failure is retried soon again
 
 
 class DeviceLost(OSError):
@@ -55,31 +53,6 @@ class SystemClock:
     def wait(stop, seconds):
         """Wait `seconds`, or until the `stop` event is set."""
         stop.wait(seconds)
-
-
-class RetryBackoff:
-    """When to try a failed device again: FIRST_RETRY_SECONDS after the first failure, then twice
-    as long after each further one, up to MAX_RETRY_SECONDS. A device that then delivered for
-    STEADY_SECONDS before failing again starts from FIRST_RETRY_SECONDS; one that keeps failing
-    soon after it opens keeps the longer waits. Pure: times come in as arguments."""
-
-    def __init__(self, first=FIRST_RETRY_SECONDS, most=MAX_RETRY_SECONDS, steady=STEADY_SECONDS):
-        self.first, self.most, self.steady = first, most, steady
-        self._next = first
-        self._delivering_since = None
-
-    def delivering(self, now):
-        """The device (re)opened delivers sound, from `now` on."""
-        if self._delivering_since is None:
-            self._delivering_since = now
-
-    def failed(self, now):
-        """The device failed (to open, or to deliver) at `now`: the seconds to wait before trying again."""
-        if self._delivering_since is not None and now - self._delivering_since >= self.steady:
-            self._next = self.first
-        self._delivering_since = None
-        delay, self._next = self._next, min(self._next * 2, self.most)
-        return delay
 
 
 def to_capture_format(samples, channels):
@@ -202,7 +175,7 @@ class DeviceCapture:
         if settings.RTC_AUDIO_PRIORITY:
             self.priority = priority.make_capture_thread_real_time()
             logger.info("capture %s: %s", self.device_name, self.priority)
-        backoff = RetryBackoff()
+        backoff = Backoff()
         while not self._stop.is_set():
             self.attempts += 1
             try:
@@ -252,7 +225,7 @@ class DeviceCapture:
                 ring.write(block, read_at)
                 notify()
             if self.state != "capturing" and len(block):  # the first sound since the device (re)opened
-                backoff.delivering(self._clock.now())
+                backoff.running(self._clock.now())
                 logger.info("capture %s: capturing", self.device_name)
                 self._set_state("capturing", f"Capturing {self.device_name}.")
 
