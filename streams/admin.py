@@ -35,6 +35,8 @@ class StreamProfileAdmin(admin.ModelAdmin):
                 "description": "Used only when the codec is Opus.",
             },
         ),
+        ("Alarms", {"fields": ["silence_alarm_dbfs", "silence_alarm_seconds", "clipping_alarm_percent"],
+                    "description": "Reported in the list below, on the listeners' page, in the log and the metrics."}),
         ("Access", {"fields": ["access", "max_listeners"]}),
     ]
     actions = ["rotate_access_keys"]

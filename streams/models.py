@@ -82,6 +82,18 @@ class StreamProfile(models.Model):
     opus_dtx = models.BooleanField("Opus DTX", default=True, help_text="Send no packets during digital silence.")
     opus_application = models.CharField(max_length=10, choices=OpusApplication.choices, default=OpusApplication.AUDIO)
 
+    silence_alarm_dbfs = models.SmallIntegerField(
+        "Silence below (dBFS)", default=-60, validators=[MinValueValidator(-100), MaxValueValidator(0)],
+        help_text="A source quieter than this for the time below is reported as silent.",
+    )
+    silence_alarm_seconds = models.PositiveSmallIntegerField(
+        "Silent for (s)", default=10, validators=[MaxValueValidator(3600)], help_text="0 turns the silence alarm off.",
+    )
+    clipping_alarm_percent = models.FloatField(
+        "Clipping above (%)", default=0.1, validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of the samples of a second at full scale that counts as clipping. 0 turns it off.",
+    )
+
     access = models.CharField(max_length=10, choices=Access.choices, default=Access.PUBLIC)
     access_key = models.CharField(
         max_length=64, default=new_access_key, help_text="The key of the secret link. Rotate it to revoke old links."
@@ -167,6 +179,7 @@ class StreamProfile(models.Model):
     def stream_config(self):
         return StreamConfig(
             slug=self.slug,
+            profile_id=self.pk,
             source=self.source,
             channels=self.channels,
             codec=self.codec,
@@ -180,6 +193,9 @@ class StreamProfile(models.Model):
             opus_packet_loss_percent=self.opus_packet_loss_percent,
             opus_dtx=self.opus_dtx,
             opus_application=self.opus_application,
+            silence_dbfs=self.silence_alarm_dbfs,
+            silence_seconds=self.silence_alarm_seconds,
+            clipping_percent=self.clipping_alarm_percent,
         )
 
 

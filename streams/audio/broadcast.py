@@ -21,6 +21,8 @@ from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
 from ..supervision import Backoff, Supervisor
 from .frametiming import FrameTiming
+from .health import MESSAGES as ALARM_MESSAGES
+from .health import SourceHealth, clipped_samples, frame_level_dbfs
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +244,7 @@ class BroadcastHub(Hub):
         self._source = None
         self._encoder = None
         self._pts_shift = 0  # keeps the timeline running on over a restart (a new source starts at 0)
+        self.health = SourceHealth(config.health_limits())
 
     def subscribe(self):
         if self._per_listener:  # every listener's aiortc sender encodes the raw frames itself
@@ -251,6 +254,11 @@ class BroadcastHub(Hub):
     @property
     def restarts(self):
         return self._supervisor.restarts if self._supervisor else 0
+
+    @property
+    def alarm(self):
+        """"source-silent", "source-clipping" or None (streams/audio/health.py)."""
+        return self.health.state
 
     def restart_backoff(self):
         return Backoff()
@@ -307,8 +315,21 @@ class BroadcastHub(Hub):
             send(frame)
             if self.status[0] == "restarting":  # sound again after a restart
                 self._set_status("playing", "")
+            if not frame.silence:  # the silence sent while a device is gone is not the source's
+                self._watch_health(frame.pcm, loop.time())
             delay_ms = None if frame.captured_at is None else (loop.time() - frame.captured_at) * 1000
             self.timing.sent(delay_ms, frame.silence, frame.jumped, frame.dropped_before)
+
+    def _watch_health(self, pcm, now):
+        change = self.health.observe(now, frame_level_dbfs(pcm), pcm.size, clipped_samples(pcm))
+        if change is None:
+            return
+        if change == "playing":
+            logger.info("%s: the source's %s ended", self.config.slug, self.status[0])
+            self._set_status("playing", "")
+        else:
+            logger.warning("%s: %s", self.config.slug, ALARM_MESSAGES[change])
+            self._set_status(change, ALARM_MESSAGES[change])
 
     @property
     def late_frames(self):

@@ -8,6 +8,7 @@ profile, new listeners get a hub built from the new settings.
 from dataclasses import dataclass, replace
 
 from .. import sdp
+from .health import HealthLimits
 
 OPUS_PLAYBACK_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)
 # The bitrates a listener's limit is rounded down to: clients cannot make an encoder each by asking
@@ -35,6 +36,13 @@ class StreamConfig:
     opus_packet_loss_percent: int = 10
     opus_dtx: bool = True
     opus_application: str = "audio"  # "audio" (music) or "voip" (voice)
+    # The profile it comes from (its primary key): whom the stream's news is for (runtime.status_group),
+    # stable when the slug is renamed. None for a stream that belongs to no profile (tests, benches).
+    profile_id: int = None
+    # Source health alarms (audio/health.py)
+    silence_dbfs: float = -60.0
+    silence_seconds: float = 10.0
+    clipping_percent: float = 0.1
 
     def answer_fmtp(self):
         """The a=fmtp parameters an answer carries for this stream (none for G.711/G.722)."""
@@ -48,6 +56,9 @@ class StreamConfig:
             fec=self.opus_fec,
             dtx=self.opus_dtx,
         )
+
+    def health_limits(self):
+        return HealthLimits(self.silence_dbfs, self.silence_seconds, self.clipping_percent)
 
     def unlimited(self):
         """This stream without what listeners' limits change: variants of one stream have the same."""
