@@ -36,6 +36,21 @@ def pulse():
         yield rig
 
 
+@pytest.fixture
+def tone(pulse):
+    """Start a tone into the rig's null sink: `tone(hz)`; stops the previous one."""
+    players = []
+
+    def play(hz):
+        for player in players:
+            player.terminate()
+        players.append(pulse.play_tone(hz, seconds=60))
+
+    yield play
+    for player in players:
+        player.terminate()
+
+
 @pytest.fixture(scope="module")
 def capture_server(pulse, django_db_setup, tmp_path_factory):
     """A daphne that reaches the rig's PulseAudio; device captures linger 1 s."""

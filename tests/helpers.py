@@ -1,7 +1,13 @@
 """Small helpers shared by the tests."""
 import asyncio
+from pathlib import Path
+
+import numpy as np
 
 from streams.models import StreamProfile
+
+# An offer aiortc made (recvonly audio: Opus, G.722, PCMU, PCMA), for tests that need no peer of their own.
+AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
 
 
 def make_profile(slug, **fields):
@@ -31,3 +37,17 @@ def live_opus_kbps(admin_page, listeners):
     found = re.search(rf"{listeners} listeners · opus ([0-9.]+) kb/s", admin_page)
     assert found, f"no '{listeners} listeners · opus … kb/s' in the admin page"
     return float(found.group(1))
+
+
+def assert_same_packets(a, b, at_least):
+    """b joined a's stream later. Each listener's RTP timestamps start from its own random origin:
+    with b's first packet found in a's, every packet both received for the same stream time
+    (timestamp less the origin) carries the same bytes, and b's timestamps step by one frame."""
+    start = [p[3] for p in a].index(b[0][3])
+    origin_shift = (b[0][2] - a[start][2]) % (1 << 32)
+    a_by_time = {p[2]: p[3] for p in a}
+    pairs = [(a_by_time[(ts - origin_shift) % (1 << 32)], payload) for _, _, ts, payload in b
+             if (ts - origin_shift) % (1 << 32) in a_by_time]
+    assert len(pairs) >= at_least
+    assert all(ours == theirs for ours, theirs in pairs)
+    assert set(np.diff([p[2] for p in b]) % (1 << 32)) == {960}

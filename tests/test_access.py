@@ -1,22 +1,15 @@
 """Who may listen: every access mode against anonymous, logged-in, right key and wrong key,
 for both the page and the signaling socket."""
-import asyncio
-import json
-from pathlib import Path
-
 import pytest
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
 from streams.models import StreamProfile, not_found_message
-from streams.routing import websocket_urlpatterns
+from tests.helpers import run
+from tests.rigs.communicator import connected, offer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-APP = URLRouter(websocket_urlpatterns)
-AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
 KEY = "the-right-key-0123456789"
 WHO = ["anonymous", "logged-in", "right key", "wrong key"]
 ALLOWED = {
@@ -56,24 +49,20 @@ def test_the_page(client, listener_user, mode, who):
 
 
 @pytest.mark.parametrize("mode, who", CASES)
-def test_the_socket(listener_user, mode, who):
+def test_the_socket_answers_an_offer_only_for_whom_the_mode_allows(listener_user, mode, who):
     make(mode)
     user = listener_user if who == "logged-in" else AnonymousUser()
 
     async def scenario():
-        communicator = WebsocketCommunicator(APP, f"/ws/listen/{mode}/{query(who)}")
-        communicator.scope["user"] = user
-        connected, _ = await communicator.connect()
-        assert connected
-        await communicator.send_to(text_data=json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
-        reply = await communicator.receive_json_from(timeout=10)
+        communicator = await connected(mode, query=query(who), user=user)
+        reply = await offer(communicator)
         closed = None if reply["type"] == "answer" else await communicator.receive_output()
         await communicator.disconnect()
         return reply, closed
 
-    reply, closed = asyncio.run(scenario())
-    if who in ALLOWED[mode]:
-        assert reply["type"] == "answer"
+    reply, closed = run(scenario())
+    if who in ALLOWED[mode]:  # allowed: the offer is answered, with the stream's audio
+        assert reply["type"] == "answer" and "m=audio" in reply["sdp"], reply
     else:  # as for an unknown stream
         assert reply == {"type": "error", "code": "profile-not-found", "message": not_found_message(mode)}
         assert closed == {"type": "websocket.close", "code": 4404}

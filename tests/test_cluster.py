@@ -12,7 +12,7 @@ from django.conf import settings
 from tests.helpers import make_profile, run
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.daphne import free_port
-from tests.test_multiprocess import REDIS_URL
+from tests.rigs.redis_db import REDIS_URL
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,43 +1,19 @@
 """The signaling consumer, through Channels' WebsocketCommunicator (no server process)."""
 import json
-from pathlib import Path
 
 import pytest
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 
 from streams.models import StreamProfile, not_found_message
-from streams.routing import websocket_urlpatterns
-from tests.helpers import run
 from streams.runtime import get_runtime
+from tests.helpers import AIORTC_OFFER, run
+from tests.rigs.communicator import answer_to_offer, connected, send_and_receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-APP = URLRouter(websocket_urlpatterns)
-AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
 
 
 @pytest.fixture
 def hall():
     return StreamProfile.objects.create(name="Hall", slug="hall")
-
-
-async def connected(slug="hall"):
-    communicator = WebsocketCommunicator(APP, f"/ws/listen/{slug}/")
-    accepted, _ = await communicator.connect()
-    assert accepted
-    return communicator
-
-
-async def send_and_receive(communicator, text=None, binary=None):
-    await communicator.send_to(text_data=text, bytes_data=binary)
-    return await communicator.receive_json_from(timeout=10)
-
-
-async def answer_to_offer(communicator):
-    reply = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
-    assert reply["type"] == "answer", reply
-    return reply["sdp"]
 
 
 def test_unknown_profile_gets_an_error_and_close_4404():

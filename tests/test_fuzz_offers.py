@@ -3,24 +3,19 @@ values, extra media sections, floods of candidates, unknown codecs), every conne
 back its seat, its socket place and its peer when it goes. Through Channels'
 WebsocketCommunicator: the consumer and aiortc as in the server, hundreds of offers quickly."""
 import asyncio
-import json
-from pathlib import Path
 
 import pytest
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.models import StreamProfile
-from streams.routing import websocket_urlpatterns
 from streams.runtime import get_runtime
+from tests.helpers import AIORTC_OFFER as OFFER
+from tests.rigs.communicator import connected, offer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-APP = URLRouter(websocket_urlpatterns)
 OUTCOMES = []
-OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
 
 fmtp_values = st.one_of(st.integers(-5, 10**12).map(str), st.text(max_size=12), st.just("9" * 5000),
                         st.sampled_from(["²", "٣٢٠٠٠", "0x10", " 1", "1e9", ""]))
@@ -60,10 +55,8 @@ def test_every_offer_that_reaches_a_peer_gives_everything_back(params, candidate
 
     async def scenario():
         runtime = get_runtime()
-        communicator = WebsocketCommunicator(APP, "/ws/listen/fuzzed/")
-        assert (await communicator.connect())[0]
-        await communicator.send_to(text_data=json.dumps({"type": "offer", "sdp": build_offer(params, candidate_list, sections)}))
-        reply = await communicator.receive_json_from(timeout=10)
+        communicator = await connected("fuzzed")
+        reply = await offer(communicator, build_offer(params, candidate_list, sections))
         assert reply["type"] == "answer" or (reply["type"] == "error" and reply["code"] != "internal-error"), reply
         await communicator.disconnect()
         return outcome(reply), runtime.admission.seats_held, runtime.sockets.seats_held, len(runtime.peers)

@@ -1,21 +1,15 @@
 """Limits and timeouts: the pure rules directly, then through the consumer."""
 import json
-from pathlib import Path
 
 import pytest
 import websockets
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 
 from streams.limits import MessageRate, listener_refusal
 from streams.models import StreamProfile
-from streams.routing import websocket_urlpatterns
 from streams.runtime import get_runtime
 from tests.helpers import run
 from tests.listener import connect_like_a_browser
-
-APP = URLRouter(websocket_urlpatterns)
-AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
+from tests.rigs.communicator import connected, offer
 
 
 class FakeClock:
@@ -68,19 +62,6 @@ def test_local_admission_counts_seats_until_they_are_given_back():
     assert run(scenario()) == [None, None, "This stream is full (2 listeners). Try again later.", None]
 
 
-async def connected(slug, client=("127.0.0.1", 40000)):
-    communicator = WebsocketCommunicator(APP, f"/ws/listen/{slug}/")
-    communicator.scope["client"] = client
-    accepted, _ = await communicator.connect()
-    assert accepted
-    return communicator
-
-
-async def offer(communicator):
-    await communicator.send_to(text_data=json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
-    return await communicator.receive_json_from(timeout=10)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_full_stream_refuses_the_next_listener_with_4429():
     StreamProfile.objects.create(name="Small", slug="small", max_listeners=2)
@@ -106,9 +87,9 @@ def test_too_many_listeners_from_one_address_get_4429(settings):
     StreamProfile.objects.create(name="Open", slug="open")
 
     async def scenario():
-        first = await connected("open", ("192.0.2.10", 1))
-        other = await connected("open", ("192.0.2.11", 1))
-        again = await connected("open", ("192.0.2.10", 2))
+        first = await connected("open", client=("192.0.2.10", 1))
+        other = await connected("open", client=("192.0.2.11", 1))
+        again = await connected("open", client=("192.0.2.10", 2))
         answers = [await offer(first), await offer(other)]
         refused = await offer(again)
         closed = await again.receive_output()

@@ -11,23 +11,16 @@ import redis
 from aiortc.clock import current_ms
 from django.conf import settings
 
-from tests.helpers import counted_listeners, live_opus_kbps, make_profile, run
+from tests.helpers import assert_same_packets, counted_listeners, live_opus_kbps, make_profile, run
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.daphne import DaphneServer
 from tests.rigs.owner import MediaOwnerProcess
 from tests.rigs.admin_http import operator
-from tests.test_live_changes import (
-    assert_followed_within_2_s,
-    follow_a_bitrate_change,
-    stats_json,
-    while_listening,
-)
-from tests.test_broadcast_end_to_end import assert_same_packets
+from tests.rigs.live_changes import assert_followed_within_2_s, follow_a_bitrate_change, stats_json, while_listening
+from tests.rigs.redis_db import REDIS_URL
 from tests.waiting import until, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 @pytest.fixture(scope="module")

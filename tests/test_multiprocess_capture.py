@@ -11,13 +11,7 @@ from tests.listener import Listener
 from tests.rigs.daphne import DaphneServer
 from tests.rigs.rtptiming import dropouts, rtp_timing
 from tests.rigs.owner import MediaOwnerProcess
-from tests.test_capture_end_to_end import (  # noqa: F401 (tone: a fixture)
-    assert_lost_then_back,
-    device_profile,
-    hears,
-    lose_and_restore_the_device,
-    tone,
-)
+from tests.rigs.device_loss import assert_lost_then_back, device_profile, hears, lose_and_restore_the_device
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import run
 from tests.listener import Listener
-from tests.test_capture_end_to_end import device_profile
+from tests.rigs.device_loss import device_profile
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)

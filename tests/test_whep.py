@@ -3,28 +3,24 @@ server's runtime (peers, listener places, sessions, hubs) can be counted after e
 aiortc listeners that really connect, decode and FFT. Over a real daphne and with a WHEP
 client this project did not write: tests/test_whep_end_to_end.py."""
 import asyncio
-import json
 import re
-from pathlib import Path
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient, Client
 
 from streams import whep
 from streams.models import StreamProfile
-from streams.routing import websocket_urlpatterns
 from streams.runtime import get_runtime
-from tests.helpers import make_profile, run
-from tests.listener import Listener, ask_for_stereo, dominant_frequency
+from tests.helpers import AIORTC_OFFER, make_profile, run
+from tests.listener import ask_for_stereo, dominant_frequency
+from tests.rigs.communicator import answer_to_offer, connected
+from tests.rigs.whep import WhepListener
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-AIORTC_OFFER = (Path(__file__).parent / "data" / "aiortc_offer.sdp").read_text()
 KEY = "the-right-key-0123456789"
 
 
@@ -45,40 +41,6 @@ def async_http(client=None):
 def without_candidates(offer):
     return "".join(line for line in offer.splitlines(keepends=True)
                    if not line.startswith(("a=candidate:", "a=end-of-candidates")))
-
-
-class WhepListener(Listener):
-    """tests/listener.py's decoding listener, signaling over WHEP: POST its offer, DELETE to leave."""
-
-    def __init__(self, http, endpoint, token=None, offer_edit=ask_for_stereo):
-        super().__init__(endpoint, offer_edit=offer_edit)
-        self.http = http
-        self.endpoint = endpoint
-        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
-        self.location = None
-        self.headers = {}
-
-    async def connect(self, timeout=15):
-        transceiver = self.pc.addTransceiver("audio", direction="recvonly")
-        self._record_rtp(transceiver.receiver)
-        self.pc.on("track", lambda track: self._start_receiving(track))
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        offer = self.offer_edit(self.pc.localDescription.sdp)
-        status, self.headers, body = await asyncio.wait_for(
-            self.http("POST", self.endpoint, offer, {"Content-Type": "application/sdp", **self.auth}), timeout)
-        if status != 201:
-            raise ConnectionError(f"{status}: {body}")
-        self.location = self.headers["location"]
-        self.heard.answer_sdp = body
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
-
-    async def delete(self):
-        return await self.http("DELETE", self.location, "", self.auth)
-
-    async def close(self):
-        if self._receiving:
-            self._receiving.cancel()
-        await self.pc.close()
 
 
 def session_tasks():
@@ -345,11 +307,8 @@ def test_whep_and_websocket_listeners_share_the_per_address_limit_and_the_encode
     make_profile("hall")
 
     async def scenario():
-        socket = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/listen/hall/")
-        socket.scope["client"] = ("127.0.0.1", 50000)  # AsyncClient's requests come from 127.0.0.1
-        await socket.connect()
-        await socket.send_to(text_data=json.dumps({"type": "offer", "sdp": AIORTC_OFFER}))
-        assert (await socket.receive_json_from(timeout=10))["type"] == "answer"
+        socket = await connected("hall", client=("127.0.0.1", 50000))  # AsyncClient's requests come from 127.0.0.1
+        await answer_to_offer(socket)
         http = async_http()
         first = await post_offer(http, "hall")
         refused = await post_offer(http, "hall")

@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import make_profile, run
 from tests.listener import dominant_frequency
 from tests.rigs.chromium import chromium_page, peak_frequency
-from tests.test_whep import WhepListener
+from tests.rigs.whep import WhepListener
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
