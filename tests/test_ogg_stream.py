@@ -382,7 +382,7 @@ def test_behind_nginx_as_the_readme_shows_pages_pass_at_once_and_the_client_addr
     (nginx does not gather them: X-Accel-Buffering), the stream decodes, and the listener is
     counted (and its flow watched) under its own address from X-Forwarded-For."""
     from tests.rigs.nginx import PROXY_ADDRESS, NginxProxy
-    from tests.test_tls_and_ice_servers import self_signed_certificate
+    from tests.rigs.tls import self_signed_certificate
 
     make_profile("ogg-proxied", sine_frequency=440, sine_frequency_right=660)
     cert, key, context = self_signed_certificate(tmp_path)
