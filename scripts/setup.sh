@@ -22,7 +22,7 @@ for arg in "$@"; do
 done
 
 runtime_apt=(portaudio19-dev libasound2-plugins libopus0 pulseaudio-utils)
-dev_apt=(pulseaudio chromium redis-server coturn nginx-light ffmpeg opus-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1 firefox-esr iproute2)  # coturn, nginx: the TURN and reverse-proxy tests; ffmpeg, opus-tools: the Ogg stream tests; gstreamer1.0-*, python3-gst-1.0, gir1.2-*: the GStreamer webrtcbin listener (tests/rigs/gstreamer_listener.py); firefox-esr, iproute2: Firefox in a loopback-only network namespace (tests/rigs/firefox.py)
+dev_apt=(pulseaudio chromium redis-server coturn nginx-light ffmpeg opus-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice gstreamer1.0-libav python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1 firefox-esr iproute2 xvfb python3-gi gir1.2-webkit2-4.1 gstreamer1.0-pulseaudio)  # coturn, nginx: the TURN and reverse-proxy tests; ffmpeg, opus-tools: the Ogg stream tests; gstreamer1.0-*, python3-gst-1.0, gir1.2-*: the GStreamer webrtcbin listener (tests/rigs/gstreamer_listener.py); firefox-esr, iproute2: Firefox in a loopback-only network namespace (tests/rigs/firefox.py); xvfb, python3-gi, gir1.2-webkit2-4.1, gstreamer1.0-pulseaudio: WebKitGTK (no WebRTC) playing the page's HTTP fallback into PulseAudio (tests/rigs/webkit.py)
 # Those two run as the tests' own processes; when the set-up installs them, their system
 # services are switched off again, so a developer's machine is not left serving TURN or HTTP.
 test_only_services=(coturn:coturn nginx-light:nginx)

@@ -23,17 +23,33 @@ export class LevelMeters {
     this.svg = svg;
     this.context = null;
     this.analysers = [];
+    this.source = null;
+    this.input = null;
     this.frame = null;
     this.held = [{ db: FLOOR_DB, at: 0 }, { db: FLOOR_DB, at: 0 }];
     this.readings = [{ rmsDb: FLOOR_DB, peakDb: FLOOR_DB }, { rmsDb: FLOOR_DB, peakDb: FLOOR_DB }];
     document.addEventListener("visibilitychange", () => (document.hidden ? this.pause() : this.resume()));
   }
 
+  // The meters' AudioContext, made on first use; null where the browser has no Web Audio.
+  audioContext() {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!this.context && Context) this.context = new Context();
+    return this.context;
+  }
+
+  // Meter a MediaStream (the WebRTC stream).
   attach(stream) {
+    const context = this.audioContext();
+    if (!context) return;
+    this.attachSource(context.createMediaStreamSource(stream));
+  }
+
+  // Meter any source node of this.audioContext() (the fallback's <audio> element): only the
+  // meters' own connection from it is undone when they move on.
+  attachSource(source) {
     this.detach();
-    this.context = this.context || new AudioContext();
     this.context.resume();
-    const source = this.context.createMediaStreamSource(stream);
     // Up-mix to two channels the "speakers" way, so a mono stream shows on both meters alike.
     const stereo = this.context.createGain();
     stereo.channelCount = 2;
@@ -48,6 +64,7 @@ export class LevelMeters {
       return analyser;
     });
     this.source = source;
+    this.input = stereo;
     this.buffer = new Float32Array(2048);
     this.resume();
   }
@@ -68,8 +85,9 @@ export class LevelMeters {
   }
 
   detach() {
-    if (this.source) this.source.disconnect();
+    if (this.source) this.source.disconnect(this.input);
     this.source = null;
+    this.input = null;
     this.analysers = [];
     this.pause();
   }

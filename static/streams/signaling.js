@@ -1,14 +1,21 @@
 // One listener's connection: WebSocket signaling, the RTCPeerConnection behind it, and
-// automatic reconnection with exponential backoff and jitter.
+// automatic reconnection with exponential backoff and jitter. When signaling works but the
+// audio path does not (no peer connection possible, ICE failing or not connecting in time) it
+// says so through onNoAudioPath, so that the page can play the HTTP fallback meanwhile.
 import { requestStereoOpus } from "./sdp.js";
 
 const FIRST_DELAY_S = 0.5;
 const MAX_DELAY_S = 10;
 const STABLE_AFTER_MS = 10000; // a connection this old resets the backoff
 const DISCONNECTED_GRACE_MS = 3000; // ICE "disconnected" for longer than this: start again
+// Server reached but no audio this long after the socket opened: report no audio path. (The
+// attempt goes on: a slow TURN relay may still connect it, or the server's ICE timeout ends it.)
+const NO_AUDIO_PATH_AFTER_MS = 5000;
 const CLOSE_FORBIDDEN = 4403;
 const CLOSE_PROFILE_GONE = 4404;
 const CLOSE_RENEGOTIATE = 4426; // the stream's codec changed: connect again at once with a new offer
+// The server's reasons for closing that mean no audio path: its ICE failed or never connected.
+const NO_AUDIO_PATH_ERRORS = ["connection-failed", "ice-timeout"];
 
 function iceGatheringComplete(pc) {
   // The server does not trickle ICE: send the offer once all candidates are in it.
@@ -27,12 +34,16 @@ export function retryDelaySeconds(attempt, random = Math.random) {
 }
 
 export class ListenerConnection {
-  constructor({ url, iceServers, onStatus, onStream, onPeer }) {
+  constructor({ url, iceServers, onStatus, onStream, onPeer, onNoAudioPath }) {
     this.url = url;
     this.iceServers = iceServers;
     this.onStatus = onStatus;
     this.onStream = onStream;
     this.onPeer = onPeer || (() => {});
+    this.onNoAudioPath = onNoAudioPath || (() => {});
+    // While the page plays something else: an attempt every this many seconds instead of the backoff.
+    this.retryEverySeconds = null;
+    this.startedAt = 0; // when the current attempt started (performance.now())
     this.ws = null;
     this.pc = null;
     this.wanted = false;
@@ -42,8 +53,10 @@ export class ListenerConnection {
     this.countdownTimer = null;
     this.stableTimer = null;
     this.disconnectedTimer = null;
+    this.noAudioPathTimer = null;
     this.lastError = null;
     this.everOpened = false;
+    this.everConnected = false; // this attempt's peer
     document.addEventListener("visibilitychange", () => this.handleVisibility());
   }
 
@@ -58,13 +71,17 @@ export class ListenerConnection {
     this.teardown();
     this.lastError = null;
     this.everOpened = false;
+    this.everConnected = false;
     this.attempts += 1;
+    this.startedAt = performance.now();
     this.onStatus("connecting", this.attempt ? `Connecting… (attempt ${this.attempt + 1})` : "Connecting…");
     const ws = new WebSocket(this.url);
     this.ws = ws;
     ws.addEventListener("open", () => {
       this.everOpened = true;
-      this.sendOffer(ws).catch((error) => this.retry(`Could not start: ${error.message}`));
+      this.noAudioPathTimer = setTimeout(() => this.onNoAudioPath("WebRTC did not connect within a few seconds."),
+        NO_AUDIO_PATH_AFTER_MS);
+      this.sendOffer(ws).catch((error) => this.failAudioPath(`Could not start: ${error.message}`));
     });
     ws.addEventListener("message", (event) => this.handleMessage(ws, JSON.parse(event.data)));
     ws.addEventListener("close", (event) => this.handleClose(ws, event));
@@ -108,6 +125,8 @@ export class ListenerConnection {
     const state = pc.connectionState;
     clearTimeout(this.disconnectedTimer);
     if (state === "connected") {
+      clearTimeout(this.noAudioPathTimer);
+      this.everConnected = true;
       this.onStatus("connected", "Connected.");
       clearTimeout(this.stableTimer);
       this.stableTimer = setTimeout(() => { this.attempt = 0; }, STABLE_AFTER_MS);
@@ -115,7 +134,7 @@ export class ListenerConnection {
       this.onStatus("connecting", "Connection interrupted…");
       this.disconnectedTimer = setTimeout(() => this.retry("The connection was lost."), DISCONNECTED_GRACE_MS);
     } else if (state === "failed") {
-      this.retry("The audio connection failed (no network path to the server).");
+      this.failAudioPath("The audio connection failed (no network path to the server).");
     }
   }
 
@@ -143,8 +162,20 @@ export class ListenerConnection {
       this.connect();
       return;
     }
+    if (this.lastError && NO_AUDIO_PATH_ERRORS.includes(this.lastError.code)) {
+      this.failAudioPath(this.lastError.message);
+      return;
+    }
     this.retry(this.everOpened ? "The server closed the connection." : "Server unreachable.",
       this.everOpened ? "reconnecting" : "unreachable");
+  }
+
+  // An attempt that never got its audio through. (One that played and then failed is retried as
+  // before: a network change, say, that the next attempt gets over.)
+  failAudioPath(reason) {
+    if (!this.wanted) return;
+    if (!this.everConnected) this.onNoAudioPath(reason); // first: the page may slow the retries down
+    this.retry(reason);
   }
 
   retry(reason, state = "reconnecting") {
@@ -153,6 +184,10 @@ export class ListenerConnection {
     this.teardown();
     this.attempt += 1;
     let remaining = retryDelaySeconds(this.attempt);
+    if (this.retryEverySeconds !== null) {
+      const elapsed = (performance.now() - this.startedAt) / 1000;
+      remaining = Math.max(FIRST_DELAY_S, this.retryEverySeconds - elapsed);
+    }
     const show = () => this.onStatus(state, `${reason} Reconnecting in ${Math.ceil(remaining)} s (attempt ${this.attempt}).`);
     show();
     this.countdownTimer = setInterval(() => { remaining = Math.max(0, remaining - 1); show(); }, 1000);
@@ -171,6 +206,7 @@ export class ListenerConnection {
     clearInterval(this.countdownTimer);
     clearTimeout(this.stableTimer);
     clearTimeout(this.disconnectedTimer);
+    clearTimeout(this.noAudioPathTimer);
     this.retryTimer = null;
   }
 

@@ -1,4 +1,26 @@
 // What is playing, from getStats() once a second: codec, bitrate, loss, jitter, playout delay.
+
+const PLAYOUT_POLL_MS = 50;
+
+// Resolves once the browser plays the peer's audio out (its jitter buffer has emitted samples),
+// or after `timeoutMs` at the latest: the moment a switch to this stream leaves no gap.
+export async function playoutStarted(pc, timeoutMs) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline && pc.connectionState !== "closed") {
+    let emitted = 0;
+    try {
+      (await pc.getStats()).forEach((stat) => {
+        if (stat.type === "inbound-rtp" && stat.kind === "audio") {
+          emitted = stat.jitterBufferEmittedCount || stat.totalSamplesReceived || 0;
+        }
+      });
+    } catch {
+      return;
+    }
+    if (emitted > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, PLAYOUT_POLL_MS));
+  }
+}
 export class StatsReadout {
   constructor(element) {
     this.element = element;
@@ -45,14 +67,24 @@ export class StatsReadout {
     const s = this.latest;
     const set = (name, text) => { this.element.querySelector(`[data-stat="${name}"]`).textContent = text; };
     set("codec", s.codec);
-    set("bitrate", `${s.bitrateKbps} kb/s`);
-    set("lost", String(s.packetsLost));
-    set("jitter", `${s.jitterMs} ms`);
+    set("bitrate", s.bitrateKbps === null ? "–" : `${s.bitrateKbps} kb/s`);
+    set("lost", s.packetsLost === null ? "–" : String(s.packetsLost));
+    set("jitter", s.jitterMs === null ? "–" : `${s.jitterMs} ms`);
     set("delay", s.playoutDelayMs === null ? "–" : `${s.playoutDelayMs} ms`);
-    this.element.dataset.bitrateKbps = String(s.bitrateKbps);
+    this.element.dataset.bitrateKbps = String(s.bitrateKbps || 0);
   }
 
   stop() {
     clearInterval(this.timer);
+  }
+
+  // On the HTTP fallback there is no getStats(): say what plays, and nothing else.
+  showHttpFallback() {
+    this.stop();
+    this.pc = null;
+    this.latest = {
+      codec: "opus (Ogg over HTTP)", bitrateKbps: null, packetsLost: null, jitterMs: null, playoutDelayMs: null,
+    };
+    this.render();
   }
 }
