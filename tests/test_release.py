@@ -51,7 +51,8 @@ async def hear_and_count(server, release, slug, seconds=2.0):
 
 
 def test_the_zip_is_named_for_platform_ref_and_commit_and_holds_one_folder(release):
-    ref = git("describe", "--tags", "--exact-match", "HEAD") or git("rev-parse", "--abbrev-ref", "HEAD")
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")  # "HEAD" when detached: the zip says "detached"
+    ref = git("describe", "--tags", "--exact-match", "HEAD") or ("detached" if branch == "HEAD" else branch)
     assert release.zip_path.name == f"rtc-caster-linux-{ref}-{git('rev-parse', '--short', 'HEAD')}.zip"
     assert release.zip_path.parent == PROJECT / "dist"
     assert [p.name for p in release.unpack_into.iterdir()] == ["rtc-caster"]
