@@ -25,7 +25,7 @@ from .session import ListenerSession, SessionRefused, load_enabled_profile
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
-# Daphne closes a socket whose message is over RTC_MAX_MESSAGE_BYTES itself, with 1009; an
+# Daphne closes a socket whose message is over MAX_MESSAGE_BYTES itself, with 1009; an
 # application may only use 1000 and 3000-4999, so the consumer's own checks use 40xx codes.
 CLOSE_TOO_LARGE = 4009  # only reached behind a server without daphne's limit
 CLOSE_TOO_MANY_MESSAGES = 4008
@@ -58,6 +58,12 @@ class SignalingError(Exception):
 
 
 class ListenConsumer(AsyncWebsocketConsumer):
+    # No channel of its own in the Channels layer: the listener's session follows the stream with
+    # its own (streams/session.py), so the socket neither waits on the layer nor dies with it
+    # (Channels closes a consumer whose layer receive fails: a Redis restart would end every
+    # socket with 1011). An alias that names no layer is how Channels is told so.
+    channel_layer_alias = None
+
     async def connect(self):
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
         self.session = None  # the listener's ListenerSession, from its offer on
