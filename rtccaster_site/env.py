@@ -70,6 +70,25 @@ def env_ip_list(name, environ=None):
     return addresses
 
 
+def env_networks(name, environ=None):
+    """A comma-separated list of IP addresses and networks (10.0.0.5, 10.0.0.0/8, fd00::/8), as
+    ipaddress networks; empty by default. A network with host bits set (10.0.0.1/8) is refused:
+    it is more likely a typo than the network it would mean."""
+    networks = []
+    for item in env_list(name, [], environ):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError:
+            try:
+                meant = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"{name}: {item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)."
+                ) from None
+            raise ImproperlyConfigured(f"{name}: {item!r} has host bits set; did you mean {meant}?") from None
+    return networks
+
+
 def env_host(name, default, environ=None):
     value = env_str(name, default, environ)
     try:

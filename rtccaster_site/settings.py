@@ -11,6 +11,7 @@ from .env import (
     env_int,
     env_ip_list,
     env_list,
+    env_networks,
     env_redis_url,
     env_str,
     secret_key_from,
@@ -49,6 +50,9 @@ if RTC_HTTPS:
 # HSTS for subdomains and the browsers' preload list bind the operator's whole domain, maybe for
 # years: that is the operator's choice (the two settings above), not a default of this app.
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# Who may read /metrics (Prometheus) besides this machine: addresses and networks, comma-separated.
+# Behind RTC_TRUSTED_PROXY a client's address is the one the proxy forwards.
+RTC_METRICS_ALLOWED = env_networks("RTC_METRICS_ALLOWED")
 # ICE servers given to every peer. Empty by default: no public STUN server is ever contacted.
 RTC_ICE_SERVERS = env_ice_servers("RTC_ICE_SERVERS")
 # Local addresses to gather ICE host candidates on (empty: every interface). When it holds

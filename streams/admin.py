@@ -43,7 +43,8 @@ class StreamProfileAdmin(admin.ModelAdmin):
     change_form_template = "admin/streams/streamprofile/change_form.html"
 
     def changelist_view(self, request, extra_context=None):
-        # Read once per page. Sync admin views run one at a time in one thread under ASGI.
+        # Read once per page: the snapshot the event loop published (or, with REDIS_URL, what
+        # Redis holds), never the loop's own hubs. Sync admin views run one at a time in one thread.
         try:
             self._live = livestats.collect()
         except livestats.Unavailable as error:

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_http_methods
 
-from . import httpflow
+from . import groups, httpflow
 from .audio.oggopus import OggOpusMuxer
 from .limits import Seat
 from .models import StreamProfile, not_found_message
@@ -125,6 +125,7 @@ class OggListener:
     def __init__(self, profile, user, key, seat, runtime, scope):
         self.id = secrets.token_hex(3)
         self.slug = profile.slug
+        self.profile_id = profile.pk  # the stream's news comes by it (a slug may be renamed)
         self.name = f"<ogg listener {self.slug}/{self.id}>"  # logged as text: a log record must not keep it alive
         self._user = user
         self._key = key
@@ -137,7 +138,7 @@ class OggListener:
         # In a context of its own: the request's (asgiref's thread-sensitive executor for its database
         # calls) ends with the view, and this task outlives the view.
         self._holdings.watcher = asyncio.get_running_loop().create_task(
-            follow_the_profile(weakref.ref(self), self.slug), context=contextvars.Context())
+            follow_the_profile(weakref.ref(self), self.profile_id), context=contextvars.Context())
         self.muxer = OggOpusMuxer(secrets.randbits(32), self._reader.hub.config.channels, [f"TITLE={profile.name}"])
         self._state = "headers"
         self._ended_by = None
@@ -212,7 +213,7 @@ class OggListener:
             await self._apply_profile_change()
 
     async def _apply_profile_change(self):
-        profile = await StreamProfile.objects.filter(slug=self.slug, enabled=True).afirst()
+        profile = await StreamProfile.objects.filter(pk=self.profile_id, enabled=True).afirst()
         if profile is None or self._state == "done":
             return  # switched off or deleted: stream.stopped says so
         if profile.refusal(self._user, self._key):
@@ -230,16 +231,22 @@ class OggListener:
             previous.handover(successor)
 
 
-async def follow_the_profile(listener_ref, slug):
-    """Pass the operator's changes of `slug` to a listener while it lives. It holds the listener
-    only weakly, so that a response Django never sends is still collected, and gives back."""
+async def follow_the_profile(listener_ref, profile_id):
+    """Pass the operator's changes of the profile to a listener while it lives. It holds the listener
+    only weakly, so that a response Django never sends is still collected, and gives back. Its
+    channel is kept in the profile's group by streams/groups.py."""
     layer = get_channel_layer()
+    keeper = groups.keeper()
     channel = None
     try:
         channel = await layer.new_channel()
-        await layer.group_add(status_group(slug), channel)
+        await keeper.join(channel, [status_group(profile_id)])
         while True:
-            event = await layer.receive(channel)
+            try:
+                event = await layer.receive(channel)
+            except groups.LAYER_ERRORS:  # Redis restarting: listen again (the keeper joins the group again)
+                await asyncio.sleep(1)
+                continue
             listener = listener_ref()
             if listener is None:
                 return
@@ -248,17 +255,17 @@ async def follow_the_profile(listener_ref, slug):
     except asyncio.CancelledError:
         raise
     except Exception:
-        logger.exception("an Ogg listener of %s cannot follow the profile's changes", slug)
+        logger.exception("an Ogg listener of profile %s cannot follow the profile's changes", profile_id)
     finally:
         if channel is not None:
-            _discard_soon(layer, slug, channel)
+            _leave_soon(keeper, channel)
 
 
 _discarding = set()
 
 
-def _discard_soon(layer, slug, channel):
+def _leave_soon(keeper, channel):
     """Leave the group in a task of its own: a cancelled watcher must not cut it short."""
-    task = asyncio.get_running_loop().create_task(layer.group_discard(status_group(slug), channel))
+    task = asyncio.get_running_loop().create_task(keeper.leave(channel))
     _discarding.add(task)
     task.add_done_callback(_discarding.discard)

@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import sdp
+from . import groups, sdp
 from .limits import Seat
 from .models import StreamProfile
 from .peers import MAX_REMOTE_CANDIDATES, ListenerPeer, OfferRejected
@@ -32,14 +32,18 @@ logger = logging.getLogger(__name__)
 
 # A listener's offer needs one audio section; browsers add a few more at most (video, data).
 MAX_MEDIA_SECTIONS = 4
-# Channel layers forget a group member after a day (their group_expiry); a session that lives
-# longer joins its groups again well before that.
-REJOIN_SECONDS = 3600
+RECEIVE_RETRY_SECONDS = 1.0  # the channel layer did not answer: listen again after this
 
 
 @database_sync_to_async
 def load_enabled_profile(slug):
     return StreamProfile.objects.filter(slug=slug, enabled=True).first()
+
+
+@database_sync_to_async
+def load_enabled_profile_by_id(profile_id):
+    """The profile as it is now, whatever its slug became since the listener came (a rename)."""
+    return StreamProfile.objects.filter(pk=profile_id, enabled=True).first()
 
 
 class SessionRefused(Exception):
@@ -80,7 +84,8 @@ class ListenerSession:
         """`user` and `key` are who the listener is (a signed-in user, a secret link's key): a
         profile change that now refuses them ends the session as forbidden."""
         self.profile = profile
-        self.slug = profile.slug
+        self.profile_id = profile.pk  # what the stream's news is addressed by (its slug may be renamed)
+        self.slug = profile.slug  # the slug the listener came by (its URLs, its place in the limits)
         self.address = address
         self.user = user
         self.key = key
@@ -94,7 +99,6 @@ class ListenerSession:
         self._remote_ufrag = None
         self._candidates_left = 0
         self._channel = None
-        self._groups = []
         self._events = None
 
     def __repr__(self):
@@ -200,18 +204,15 @@ class ListenerSession:
                 await self.peer.pc.addIceCandidate(None)
         return added
 
-    # Following the stream: its own channel, in the stream's groups.
+    # Following the stream: its own channel, in the stream's groups (kept there by streams/groups.py).
 
     def _status_groups(self):
         """The stream's news for every process, and this worker's own (its relay's state)."""
-        return [status_group(self.slug), status_group(self.slug, get_runtime().worker_id)]
+        return [status_group(self.profile_id), status_group(self.profile_id, get_runtime().worker_id)]
 
     async def _follow_the_stream(self):
-        layer = get_channel_layer()
-        self._channel = await layer.new_channel()
-        for group in self._status_groups():
-            self._groups.append(group)
-            await layer.group_add(group, self._channel)
+        self._channel = await get_channel_layer().new_channel()
+        await groups.keeper().join(self._channel, self._status_groups())
         # In a context of its own: one inherited from a request would hold that request's
         # thread executor (asgiref), gone once the response is sent, and the task's database
         # reads would fail with it.
@@ -223,22 +224,26 @@ class ListenerSession:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             await asyncio.wait([task])  # gone when end() returns (a cancel of end() itself still propagates)
-        groups, self._groups = self._groups, []
-        layer = get_channel_layer()
-        for group in groups:
-            await layer.group_discard(group, self._channel)
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await groups.keeper().leave(channel)
 
     async def _receive_events(self):
         """The stream's news, until the session ends. A handler that fails ends the session
-        with one log line, as the consumer's unexpected errors do."""
+        with one log line, as the consumer's unexpected errors do. A layer that does not answer
+        (Redis restarting) is listened to again until it does."""
         layer = get_channel_layer()
+        failing = False
         while not self.ended:
             try:
-                event = await asyncio.wait_for(layer.receive(self._channel), REJOIN_SECONDS)
-            except asyncio.TimeoutError:
-                for group in self._groups:
-                    await layer.group_add(group, self._channel)
+                event = await layer.receive(self._channel)
+            except groups.LAYER_ERRORS as error:
+                if not failing:
+                    logger.warning("%r: the channel layer does not answer (%s); listening again", self, error)
+                failing = True
+                await asyncio.sleep(RECEIVE_RETRY_SECONDS)
                 continue
+            failing = False
             handler = self._event_handlers.get(event.get("type"))
             if handler is None:
                 continue
@@ -264,8 +269,9 @@ class ListenerSession:
 
         Same codec: move to the new settings' hub without renegotiating (the sound changes, the
         connection stays). Another codec: end as "renegotiate", the listener connects again.
-        Access rules that now exclude this listener end it as forbidden."""
-        profile = await load_enabled_profile(self.slug)
+        Access rules that now exclude this listener end it as forbidden. A renamed slug is a
+        change of settings too (the stream's name in the media path): the listener moves on."""
+        profile = await load_enabled_profile_by_id(self.profile_id)
         if profile is None or self.ended or self.peer is None:
             return  # disabled or deleted (stream.stopped says so), or the listener left meanwhile
         refusal = profile.refusal(self.user, self.key)

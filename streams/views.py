@@ -1,11 +1,13 @@
 
+import asyncio
+import dataclasses
 import ipaddress
 import threading
 from urllib.parse import quote
 
 from django.conf import settings
 
-from django.http import Http404, HttpResponseForbidden, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 
 from .models import StreamProfile, not_found_message
@@ -44,46 +46,74 @@ def _is_local_or_staff(request):
 
 
 async def status(request):
-    """Live counts of this process, for operators and tests: JSON, from this machine or for staff."""
+    """Live figures of this process, for operators, tests and `manage.py stats`: JSON, from this
+    machine or for staff. A snapshot its event loop takes here and now (this view runs on it)."""
     from .runtime import get_runtime
 
     user = await request.auser()
     request.user = user
     if not _is_local_or_staff(request):
         return HttpResponseForbidden("Status is shown to staff and to this machine only.")
-    runtime = get_runtime()
-    hubs = [
-        {
-            "slug": hub.config.slug,
-            "mode": hub.mode,
-            "codec": hub.config.codec,
-            "channels": hub.config.channels,
-            "bitrate": hub.config.opus_bitrate if hub.config.codec == "opus" else 64_000,
-            "measured_bitrate": hub.bitrate,
-            "listeners": hub.listener_count,
-            "packets_sent": hub.packets_sent,
-            "late_frames": hub.late_frames,
-            "dropped_packets": hub.dropped_packets,
-            "packets_missed": hub.packets_missed,  # relay: gaps in what the owner published
-            # capture-to-send p50/p99 over the last minute, frames dropped (backlog) and silence inserted
-            "frames": hub.timing.summary(),
-        }
-        for hub in runtime.hubs.hubs()
-    ]
-    captures = [
-        {"device": c.device_name, "state": c.state, "readers": c.reader_count, "thread": c.thread.name,
-         "priority": c.priority}
-        for c in runtime.captures.captures()
-    ]
+    snapshot = get_runtime().publish_snapshot()
     threads = sorted(t.name for t in threading.enumerate() if t.name.startswith("capture:"))
+    loop = snapshot.loop
     return JsonResponse(
         {
-            "peers": len(runtime.peers),
-            "connected_peers": sum(1 for peer in runtime.peers if peer.pc.connectionState == "connected"),
-            "hubs": hubs,
-            "captures": captures,
+            "process": snapshot.process,
+            "peers": snapshot.peers,
+            "connected_peers": snapshot.connected_peers,
+            "hubs": [_hub_status(variant) for variant in snapshot.variants],
+            "captures": [dataclasses.asdict(capture) for capture in snapshot.captures],
             "capture_threads": threads,
-            "loop_lag_ms_last_minute": runtime.loop_lag.last_minute,
-            "gc_pauses_ms_last_minute": runtime.loop_lag.gc_last_minute,
+            "loop_lag_ms_last_minute": {"p50": loop.lag_p50_ms, "p99": loop.lag_p99_ms, "max": loop.lag_max_ms,
+                                        "samples": loop.lag_samples},
+            "gc_pauses_ms_last_minute": {"count": loop.gc_runs, "full": loop.gc_full_runs,
+                                         "total": loop.gc_pause_total_ms, "max": loop.gc_pause_max_ms},
         }
     )
+
+
+def _hub_status(variant):
+    delays = variant.capture_to_send_ms
+    return {
+        "slug": variant.profile,
+        "variant": variant.variant,
+        "mode": variant.mode,
+        "codec": variant.codec,
+        "channels": variant.channels,
+        "bitrate": variant.target_bitrate,
+        "measured_bitrate": variant.bitrate,
+        "listeners": variant.listeners,
+        "packets_sent": variant.packets_sent,
+        "bytes_sent": variant.bytes_sent,
+        "late_frames": variant.late_frames,
+        "dropped_packets": variant.dropped_packets,
+        "packets_missed": variant.packets_missed,  # relay: gaps in what the owner published
+        "state": variant.state,
+        "alarm": variant.alarm,
+        "restarts": variant.restarts,
+        # capture-to-send p50/p99 over the last minute, frames dropped (backlog) and silence inserted
+        "frames": {
+            "capture_to_send_ms": None if delays is None else dict(zip(("p50", "p99", "max"), delays)),
+            "frames": variant.frames,
+            "dropped_frames": variant.dropped_frames,
+            "silence_frames": variant.silence_frames,
+            "timeline_jumps": variant.timeline_jumps,
+        },
+    }
+
+
+async def metrics(request):
+    """Prometheus metrics (streams/metrics.py) for this machine and RTC_METRICS_ALLOWED; anyone
+    else gets the 404 of a page that does not exist, so that scanning learns nothing here."""
+    from . import metrics as prometheus
+    from .runtime import get_runtime
+
+    if not prometheus.allowed(request.META.get("REMOTE_ADDR", ""), settings.RTC_METRICS_ALLOWED):
+        raise Http404()
+    runtime = get_runtime()  # on the event loop: a process scraped first thing starts publishing
+    if runtime.snapshot is None:
+        runtime.publish_snapshot()
+    # Read and formatted on another thread: only published snapshots (and Redis) are read there.
+    body, content_type = await asyncio.to_thread(prometheus.exposition, runtime, request.headers.get("Accept"))
+    return HttpResponse(body, content_type=content_type)

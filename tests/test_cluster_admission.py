@@ -150,3 +150,23 @@ def test_open_sockets_are_counted_per_address_over_every_worker_apart_from_liste
     answers, again = run(scenario())
     assert answers[:3] == [None, None, None] and answers[3].startswith("Too many listeners from your address (3")
     assert again is None
+
+
+def test_a_listener_who_left_while_the_counts_were_written_again_is_uncounted_once(clean_redis):
+    """The counts are written again whole from the worker's own listeners (after a Redis error or
+    restart). A listener who left just before, whose uncount waited for the counts' lock behind
+    that rewrite, is already left out of it: uncounting it again would free a place twice."""
+    async def scenario():
+        worker = Worker("w1")
+        leaving, _ = await worker.join("hall", "10.0.0.1")
+        await worker.join("hall", "10.0.0.2")
+        async with worker.admission._lock:  # the counts are busy (an admit waiting on Redis, say)
+            worker.admission._dirty = True  # an earlier Redis error: they are to be written again whole
+            worker.admission.left(leaving)  # its uncount waits for the lock...
+            await worker.admission._renew_once()  # ...behind the rewrite, which already leaves it out
+        await asyncio.gather(*worker.admission._pending)  # the uncount has run
+        counted = counted_listeners(clean_redis, "hall")
+        await worker.admission.close()
+        return counted
+
+    assert run(scenario()) == 1

@@ -100,7 +100,7 @@ def test_the_streams_status_reaches_the_session():
         owner = Owner()
         session = session_for(profile, owner)
         await session.start(OFFER)
-        get_runtime().announce("hall", "device-lost", "The device is gone.")
+        get_runtime().announce(profile.pk, "device-lost", "The device is gone.")
         await until(lambda: owner.statuses == ["device-lost"], 5, "the status")
         await session.end()
 
@@ -114,12 +114,12 @@ def test_a_stopped_stream_ends_the_session_and_everything_is_given_back():
         owner = Owner()
         session = session_for(profile, owner)
         await session.start(OFFER)
-        await get_channel_layer().group_send(status_group("hall"), {"type": "stream.stopped", "message": "Stopped."})
+        await get_channel_layer().group_send(status_group(profile.pk), {"type": "stream.stopped", "message": "Stopped."})
         await until(lambda: owner.ends == ["stream-stopped"], 5, "the session to end")
         assert held() == (0, 0, 0, 0)
         layer = get_channel_layer()  # the in-memory layer: its groups can be read
-        assert not layer.groups.get(status_group("hall")) and not layer.groups.get(
-            status_group("hall", get_runtime().worker_id))  # its channel left the stream's groups
+        assert not layer.groups.get(status_group(profile.pk)) and not layer.groups.get(
+            status_group(profile.pk, get_runtime().worker_id))  # its channel left the stream's groups
 
     run(scenario())
 
@@ -150,7 +150,7 @@ def test_an_event_the_session_cannot_handle_ends_it_as_internal_error():
         owner = Owner()
         session = session_for(profile, owner)
         await session.start(OFFER)
-        await get_channel_layer().group_send(status_group("hall"), {"type": "stream.status"})  # no state
+        await get_channel_layer().group_send(status_group(profile.pk), {"type": "stream.status"})  # no state
         await until(lambda: owner.ends == ["internal-error"], 5, "the session to end")
         assert held() == (0, 0, 0, 0)
 

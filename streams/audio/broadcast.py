@@ -140,6 +140,7 @@ class Hub:
         self._running = False
         self.status = ("playing", "")
         self.packets_sent = 0
+        self.bytes_sent = 0  # payload bytes, once per packet (not per listener)
         self.packets_missed = 0  # gaps in what the hub received (a relay hub counts the owner's)
         self.meter = BitrateMeter()
         self.timing = FrameTiming()  # how the source's frames fared (a relay hub's stay at zero)
@@ -220,6 +221,7 @@ class Hub:
         for sink in tuple(self._sinks):
             sink.push(packet)
         self.packets_sent += 1
+        self.bytes_sent += payload_bytes
         self.meter.add(payload_bytes)
 
     def _start(self):

@@ -8,8 +8,9 @@ worker's counts and counts the listener here only if both are under their limits
 workers admitting at once cannot both take the last place. A listener that leaves is
 uncounted by another script. The counts only change by these steps, one at a time per worker
 (a lock); when Redis failed or lost them (a restart, an expiry) the worker writes them again
-from its own admitted peers. One Redis server, not Redis Cluster: the script reads the keys of
-every worker.
+from its own admitted peers. A leaver whose uncount waited behind such a rewrite is not
+uncounted again: the rewrite already left it out. One Redis server, not Redis Cluster: the
+script reads the keys of every worker.
 """
 import asyncio
 import logging
@@ -73,6 +74,7 @@ class ClusterAdmission:
         self._addresses_key = names.addresses + worker_id
         self._counted = set()  # the seats of this worker's admitted listeners
         self._dirty = False  # the Redis counts may be wrong: write them again whole
+        self._rewrites = 0  # how many times the counts were written again whole (from _counted)
         self._lock = asyncio.Lock()  # one change of the counts at a time
         self._closed = False
         self._admit = self._redis.register_script(ADMIT)
@@ -108,7 +110,7 @@ class ClusterAdmission:
         if seat not in self._counted or self._closed:
             return
         self._counted.discard(seat)
-        task = asyncio.get_running_loop().create_task(self._uncount(seat.slug, seat.address))
+        task = asyncio.get_running_loop().create_task(self._uncount(seat.slug, seat.address, self._rewrites))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -117,10 +119,11 @@ class ClusterAdmission:
         """This worker's admitted listeners."""
         return len(self._counted)
 
-    async def _uncount(self, slug, address):
+    async def _uncount(self, slug, address, rewrites):
+        """Uncount a listener that left when `rewrites` rewrites had been made."""
         async with self._lock:
-            if self._dirty:
-                return  # the counts will be written again whole
+            if self._dirty or self._rewrites != rewrites:
+                return  # the counts will be, or were since it left, written again whole without it
             try:
                 await self._release(keys=[self._listeners_key, self._addresses_key], args=[slug, address])
             except RedisError as error:
@@ -129,6 +132,8 @@ class ClusterAdmission:
 
     async def _renew(self):
         while True:
+            if asyncio.current_task().cancelling():  # a cancel redis-py swallowed (owner.stop_if_cancelled)
+                raise asyncio.CancelledError
             async with self._lock:
                 await self._renew_once()
             await asyncio.sleep(RENEW_SECONDS)
@@ -152,6 +157,7 @@ class ClusterAdmission:
             self._dirty = True
 
     def _rewrite(self, pipe):
+        self._rewrites += 1  # from here on, the counts written are those of _counted now
         streams, addresses = {}, {}
         for seat in self._counted:
             streams[seat.slug] = streams.get(seat.slug, 0) + 1

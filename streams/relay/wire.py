@@ -9,9 +9,15 @@ The key is a digest of the StreamConfig, so every packet says which stream it be
 the sequence number lets a worker count gaps; pts is the owner's timestamp in the codec's
 clock (it restarts when the owner does, which is why workers re-stamp, see `restamp`).
 
-Demand: a worker that has listeners of a stream keeps `rtc:want:<key>:<worker>:<hub>` alive (the
-config as JSON, a few seconds' TTL, renewed every second). The owner runs exactly the
-streams that some worker wants.
+Demand: a worker that has listeners of a stream keeps its want alive in one sorted set,
+`rtc:wanted`: the member `<key>:<worker>:<hub>` scored by when it lapses (Redis's own clock, in
+ms: a few seconds ahead, renewed every second), and the stream's config as JSON beside it in
+`rtc:config:<key>` (the same TTL). The owner drops the lapsed members and reads the rest (the
+WANTED script), and runs exactly the streams that some worker wants. Why a sorted set: the owner
+reads the whole demand in one command, never walking the keyspace it shares with channels_redis
+(a SCAN four times a second costs as much as there are keys), and each member lapses on its own,
+as a key's TTL would, which a plain set cannot do. The scores are Redis's clock, so workers on
+other machines need not agree on the time.
 """
 import dataclasses
 import hashlib
@@ -23,7 +29,8 @@ from ..audio.encoders import ENCODERS as CODECS
 
 VERSION = 1
 HEADER = struct.Struct("!B8sIQ")
-WANT_PREFIX = "rtc:want:"
+WANTED_KEY = "rtc:wanted"  # sorted set: "<stream key>:<worker>:<hub>" by when the want lapses (ms)
+CONFIG_PREFIX = "rtc:config:"  # per wanted stream: its StreamConfig as JSON
 AUDIO_PREFIX = "rtc:audio:"
 STATS_PREFIX = "rtc:stats:"  # per stream variant, from the owner: slug, codec, bitrate, packets
 LISTENERS_PREFIX = "rtc:listeners:"  # per worker: {slug: listener count}
@@ -77,14 +84,38 @@ def audio_channel(key):
     return f"{AUDIO_PREFIX}{key}"
 
 
-def want_key(key, worker_id, hub_id):
-    """One per relay hub, so that a hub going away never deletes a newer hub's request."""
-    return f"{WANT_PREFIX}{key}:{worker_id}:{hub_id}"
+def want_member(key, worker_id, hub_id):
+    """A relay hub's member of WANTED_KEY: one per hub, so that a hub going away never withdraws a
+    newer hub's want."""
+    return f"{key}:{worker_id}:{hub_id}"
 
 
-def wanted_stream(want_key_name):
-    """The stream key in a worker's want key."""
-    return want_key_name[len(WANT_PREFIX):].split(":", 1)[0]
+def wanted_stream(member):
+    """The stream key in a member of WANTED_KEY."""
+    return member.split(":", 1)[0]
+
+
+def config_key(key):
+    return f"{CONFIG_PREFIX}{key}"
+
+
+# Redis's clock in ms, for the scores of WANTED_KEY (a script may read TIME before it writes:
+# Redis 5 and later replicate a script's effects, not the script).
+_NOW_MS = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+# A worker wants a stream for ARGV[3] more seconds. KEYS: WANTED_KEY, config_key(key).
+# ARGV: want_member(...), the config as JSON, the TTL in seconds.
+WANT = _NOW_MS + """
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]) * 1000, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+"""
+
+# The owner: drop the lapsed wants, return the members of the rest. KEYS: WANTED_KEY.
+WANTED = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
 
 
 def pack_packet(key, sequence, pts, payload):

@@ -3,7 +3,7 @@
 A RelayHub stands where a BroadcastHub stands in single-process mode (HubRegistry makes
 one per StreamConfig) and looks the same to peers and /status.json, but it opens no
 source and encodes nothing. While it has listeners it
-- keeps this worker's demand for the stream alive in Redis (`rtc:want:<key>:<worker>`),
+- keeps this worker's demand for the stream alive in Redis (its member of `rtc:wanted`, see wire.py),
 - subscribes to the stream's packets (`rtc:audio:<key>`), counts sequence gaps,
 - re-stamps each packet on its own continuous clock (wire.restamp) and pushes the same
   EncodedPacket to every listener, exactly as a BroadcastHub does,
@@ -42,7 +42,7 @@ class RelayHub(Hub):
         self._announce = announce
         self._tasks = []
         self._redis = None
-        self._want_key = wire.want_key(self.key, worker_id, secrets.token_hex(3))
+        self._want = wire.want_member(self.key, worker_id, secrets.token_hex(3))
         self._withdrawing = set()
         self.clock_rate = rtp_clock_rate(config.codec)
         self.frame_samples = self.clock_rate * FRAME_MS // 1000
@@ -66,17 +66,18 @@ class RelayHub(Hub):
 
     async def _withdraw(self, redis):
         try:
-            await redis.delete(self._want_key)
+            await redis.zrem(wire.WANTED_KEY, self._want)
         except RedisError:
-            pass  # the key expires by itself
+            pass  # the want lapses by itself
         finally:
             await redis.aclose()
 
     async def _keep_wanting(self):
-        key, value = self._want_key, wire.config_to_json(self.config)
+        want = self._redis.register_script(wire.WANT)
+        keys, value = [wire.WANTED_KEY, wire.config_key(self.key)], wire.config_to_json(self.config)
         while True:
             try:
-                await self._redis.set(key, value, ex=WANT_TTL_SECONDS)
+                await want(keys=keys, args=[self._want, value, WANT_TTL_SECONDS])
             except RedisError as error:
                 logger.warning("%s: cannot reach Redis to ask for the stream (%s); retrying", self.config.slug, error)
             await asyncio.sleep(WANT_RENEW_SECONDS)

@@ -16,9 +16,9 @@ from streams.runtime import status_group
 logger = logging.getLogger("streams.relay.owner")
 
 
-async def announce_to_listeners(slug, state, message):
+async def announce_to_listeners(profile_id, state, message):
     event = {"type": "stream.status", "state": state, "message": message}
-    await get_channel_layer().group_send(status_group(slug), event)
+    await get_channel_layer().group_send(status_group(profile_id), event)
 
 
 class Command(BaseCommand):
@@ -34,8 +34,8 @@ class Command(BaseCommand):
     async def run(self):
         pending = set()
 
-        def announce(slug, state, message):
-            task = asyncio.get_running_loop().create_task(announce_to_listeners(slug, state, message))
+        def announce(profile_id, state, message):
+            task = asyncio.get_running_loop().create_task(announce_to_listeners(profile_id, state, message))
             pending.add(task)
             task.add_done_callback(pending.discard)
 
@@ -45,7 +45,8 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, runner.cancel)
-        logger.info("media owner %s started; waiting for the lock on %s", name, settings.REDIS_URL)
+        logger.info("media owner %s started (lock token %s); waiting for the lock on %s", name, owner.token,
+                    settings.REDIS_URL)
         try:
             await runner
         except asyncio.CancelledError:
