@@ -31,6 +31,7 @@ from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from ..audio import frametiming, sources
 from ..audio.broadcast import BroadcastHub
 from ..audio.capture import AudioCaptureManager
+from .. import livestats
 from . import wire
 
 logger = logging.getLogger(__name__)
@@ -270,6 +271,10 @@ class MediaOwner:
                      "frames": json.dumps(stream.hub.timing.summary())}
             await self._redis.hset(wire.STATS_PREFIX + key, mapping=stats)
             await self._redis.expire(wire.STATS_PREFIX + key, STATS_TTL_SECONDS)
+        # The owner's whole picture at one moment (captures, alarms, restarts), for /metrics.
+        snapshot = livestats.take_owner([stream.hub for stream in self.streams.values()], self.captures)
+        await self._redis.set(livestats.SNAPSHOT_PREFIX + "owner", livestats.to_json(snapshot),
+                              ex=livestats.SNAPSHOT_TTL_SECONDS)
 
     def _stop_all(self):
         for stream in self.streams.values():
