@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from . import livestats
+from .ops import livestats
 from .forms import StreamProfileForm
 from .models import StreamProfile
 

@@ -8,8 +8,9 @@ class StreamsConfig(AppConfig):
     def ready(self):
         from django.conf import settings
 
-        from . import rtcinternals, rtpclock, rtphistory, signals  # noqa: F401  (signals connects the receivers)
-        from .ice import expire_consent_like_rfc_7675, restrict_host_addresses
+        from . import signals  # noqa: F401  (signals connects the receivers)
+        from .webrtc import rtcinternals, rtpclock, rtphistory
+        from .webrtc.ice import expire_consent_like_rfc_7675, restrict_host_addresses
 
         rtcinternals.check()  # fails loudly, naming what moved, on an aiortc/aioice it was not written for
         restrict_host_addresses(settings.RTC_ICE_ADDRESSES)

@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from .limits import MessageRate, Seat
+from .ops.limits import MessageRate, Seat
 from .models import not_found_message
 from .runtime import get_runtime
 from .session import ListenerSession, SessionRefused, load_enabled_profile

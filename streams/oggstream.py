@@ -30,7 +30,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import groups, httpflow
 from .audio.oggopus import OggOpusMuxer
-from .limits import Seat
+from .ops.limits import Seat
 from .models import StreamProfile, not_found_message
 from .runtime import get_runtime, status_group
 

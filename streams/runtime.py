@@ -11,13 +11,13 @@ import secrets
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import livestats
+from .ops import livestats
 from .audio import frametiming, sources
 from .audio.broadcast import BroadcastHub, HubRegistry
 from .audio.capture import AudioCaptureManager
-from .loopwatch import LoopLagMonitor
-from .limits import LocalAdmission
-from .memory import release_free_memory
+from .ops.loopwatch import LoopLagMonitor
+from .ops.limits import LocalAdmission
+from .ops.memory import release_free_memory
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import groups, sdp
-from .limits import Seat
+from . import groups
+from .webrtc import sdp
+from .ops.limits import Seat
 from .models import StreamProfile
-from .peers import MAX_REMOTE_CANDIDATES, ListenerPeer, OfferRejected
+from .webrtc.peers import MAX_REMOTE_CANDIDATES, ListenerPeer, OfferRejected
 from .runtime import get_runtime, status_group
 
 logger = logging.getLogger(__name__)

@@ -104,9 +104,9 @@ def _hub_status(variant):
 
 
 async def metrics(request):
-    """Prometheus metrics (streams/metrics.py) for this machine and RTC_METRICS_ALLOWED; anyone
+    """Prometheus metrics (streams/ops/metrics.py) for this machine and RTC_METRICS_ALLOWED; anyone
     else gets the 404 of a page that does not exist, so that scanning learns nothing here."""
-    from . import metrics as prometheus
+    from .ops import metrics as prometheus
     from .runtime import get_runtime
 
     if not prometheus.allowed(request.META.get("REMOTE_ADDR", ""), settings.RTC_METRICS_ALLOWED):

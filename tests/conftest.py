@@ -1,7 +1,7 @@
 import pytest
 from django.conf import settings
 
-from streams.ice import restrict_host_addresses
+from streams.webrtc.ice import restrict_host_addresses
 
 # Tests and benchmarks send traffic to loopback addresses only.
 TEST_ICE_ADDRESSES = ["127.0.0.1"]

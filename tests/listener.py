@@ -9,7 +9,7 @@ import websockets
 from aiortc import RTCConfiguration, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from streams import rtcinternals, sdp
+from streams.webrtc import rtcinternals, sdp
 from tests.waiting import until
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from streams.audio.broadcast import BroadcastHub, HubRegistry
 from streams.audio.config import StreamConfig
 from streams.audio.sources import SineSource
-from streams.fanout import EncodedPacket, ListenerSender
+from streams.webrtc.fanout import EncodedPacket, ListenerSender
 
 CONFIG = StreamConfig(slug="hub", source="sine", channels=2, codec="opus")
 

@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from streams import sdp
+from streams.webrtc import sdp
 from tests import signals
 from tests.conftest import MONITOR
 from tests.helpers import assert_same_packets, make_profile, run

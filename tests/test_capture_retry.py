@@ -9,7 +9,7 @@ import pytest
 
 from streams.audio.broadcast import BroadcastHub
 from streams.audio.capture import AudioCaptureManager, DeviceCapture
-from streams.supervision import Backoff
+from streams.ops.supervision import Backoff
 from streams.audio.config import StreamConfig
 from streams.audio.sources import open_source
 from tests.waiting import until, wait_for

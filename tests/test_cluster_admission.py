@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis
 
-from streams.limits import Seat
+from streams.ops.limits import Seat
 from streams.relay import admission as admission_module
 from streams.relay import wire
 from streams.relay.admission import ClusterAdmission

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import websockets
 
-from streams import sdp
+from streams.webrtc import sdp
 from tests.helpers import make_profile, run
 from tests.listener import Listener, connect_like_a_browser, dominant_frequency
 from tests.opus_bitstream import toc

@@ -1,9 +1,9 @@
-"""The hub's send loop per listener (streams/fanout.py): RTP headers, marker, sequence numbers,
+"""The hub's send loop per listener (streams/webrtc/fanout.py): RTP headers, marker, sequence numbers,
 timestamps across a move to another hub, drops. The path it sends on is recorded here; the
 real one, between two aiortc peers, is in tests/test_rtcinternals.py."""
 from aiortc.rtp import RtpPacket
 
-from streams.fanout import EncodedPacket, ListenerSender, continuing_offset, rtp_header
+from streams.webrtc.fanout import EncodedPacket, ListenerSender, continuing_offset, rtp_header
 
 
 class RecordedPath:

@@ -2,7 +2,7 @@
 
 webrtcbin before 1.28 makes an RSA certificate, and aiortc's DTLS client offers only
 ECDHE-ECDSA suites: with the server as the DTLS client they share no cipher. The server takes
-the DTLS server role when the offer lets it (streams/dtls.py), so these listeners connect.
+the DTLS server role when the offer lets it (streams/webrtc/dtls.py), so these listeners connect.
 Each one speaks the project's WebSocket protocol (tests/rigs/gstreamer.py), decodes with
 GStreamer's own depayloaders and decoders, and the test checks the tones and the rates.
 """
@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from streams import sdp
+from streams.webrtc import sdp
 from tests.helpers import make_profile, run
 from tests.listener import dominant_frequency
 from tests.rigs.gstreamer import GStreamerListener

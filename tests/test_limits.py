@@ -4,7 +4,7 @@ import json
 import pytest
 import websockets
 
-from streams.limits import MessageRate, listener_refusal
+from streams.ops.limits import MessageRate, listener_refusal
 from streams.models import StreamProfile
 from streams.runtime import get_runtime
 from tests.helpers import run
@@ -48,7 +48,7 @@ def test_listener_refusal(counts, refused):
 
 
 def test_local_admission_counts_seats_until_they_are_given_back():
-    from streams.limits import LocalAdmission, Seat
+    from streams.ops.limits import LocalAdmission, Seat
 
     async def scenario():
         admission = LocalAdmission()
@@ -187,7 +187,7 @@ def test_a_listener_that_never_completes_ice_is_closed_after_the_ice_timeout(set
 
 
 def test_loop_lag_summary():
-    from streams.loopwatch import lag_summary
+    from streams.ops.loopwatch import lag_summary
 
     assert lag_summary([]) == {"p50": 0.0, "p99": 0.0, "max": 0.0, "samples": 0}
     summary = lag_summary([1.0] * 99 + [50.0])

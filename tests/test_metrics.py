@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from rtccaster_site.env import env_networks
-from streams import livestats, metrics
+from streams.ops import livestats, metrics
 from tests.helpers import make_profile, run
 from tests.listener import Listener
 from tests.rigs.daphne import DaphneServer

@@ -378,7 +378,7 @@ def test_head_answers_the_headers_without_taking_a_place(server):
 
 
 def test_behind_nginx_as_the_readme_shows_pages_pass_at_once_and_the_client_address_counts(own_server, tmp_path):
-    """nginx with the README's `location /` block, TLS at the proxy: pages arrive one every 20 ms
+    """nginx with docs/deployment.md's `location /` block, TLS at the proxy: pages arrive one every 20 ms
     (nginx does not gather them: X-Accel-Buffering), the stream decodes, and the listener is
     counted (and its flow watched) under its own address from X-Forwarded-For."""
     from tests.rigs.nginx import PROXY_ADDRESS, NginxProxy

@@ -3,7 +3,7 @@
 A listener with an RSA certificate (as GStreamer's webrtcbin before 1.28 has) is an aiortc
 offerer whose certificate is RSA: aiortc's DTLS offers only ECDHE-ECDSA suites, so whichever
 side is the DTLS client decides whether they share a cipher. These tests also fail when an
-aiortc upgrade moves the internals that streams/dtls.py uses.
+aiortc upgrade moves the internals that streams/webrtc/dtls.py uses.
 """
 import datetime
 import logging
@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from streams import dtls
-from streams.peers import ListenerPeer, connection_failure
+from streams.webrtc import dtls
+from streams.webrtc.peers import ListenerPeer, connection_failure
 from tests.helpers import run
 from tests.waiting import until
 
@@ -132,7 +132,7 @@ def test_a_failed_dtls_handshake_is_logged_with_the_openssl_reason(rsa_listener_
             await peer.close()
             await listener_pc.close()
 
-    with caplog.at_level(logging.INFO, logger="streams.peers"):
+    with caplog.at_level(logging.INFO, logger="streams.webrtc.peers"):
         calls = run(scenario())
     [line] = [r.getMessage() for r in caplog.records if "connection failed or consent expired; closing" in r.getMessage()]
     assert line.endswith("closing (DTLS handshake failed: tls alert handshake failure (this server was the DTLS client))")
@@ -156,7 +156,7 @@ def test_a_fingerprint_that_does_not_match_is_logged(caplog):
             await peer.close()
             await listener_pc.close()
 
-    with caplog.at_level(logging.INFO, logger="streams.peers"):
+    with caplog.at_level(logging.INFO, logger="streams.webrtc.peers"):
         run(scenario())
     assert any(r.getMessage().endswith(
         "closing (DTLS handshake failed: the listener's certificate does not match the fingerprint in its offer "
@@ -164,7 +164,7 @@ def test_a_fingerprint_that_does_not_match_is_logged(caplog):
 
 
 def test_the_aiortc_internals_dtls_py_uses_are_where_it_expects_them():
-    """If this fails after an aiortc upgrade, read streams/dtls.py's docstring and redo what it says."""
+    """If this fails after an aiortc upgrade, read streams/webrtc/dtls.py's docstring and redo what it says."""
     async def scenario():
         pc = RTCPeerConnection()
         try:

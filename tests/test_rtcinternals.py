@@ -1,4 +1,4 @@
-"""The aiortc/aioice internals behind streams/rtcinternals.py, used between two real aiortc peers
+"""The aiortc/aioice internals behind streams/webrtc/rtcinternals.py, used between two real aiortc peers
 on 127.0.0.1: if an upgrade moves or changes them, these tests fail, naming what moved."""
 import asyncio
 import re
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
-from streams import rtcinternals
+from streams.webrtc import rtcinternals
 from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE, StreamConfig
 from streams.audio.encoders import create_encoder
-from streams.fanout import EncodedPacket, ListenerSender
+from streams.webrtc.fanout import EncodedPacket, ListenerSender
 from tests.helpers import run
 from tests.rigs.peer_pair import connected_pair
 from tests.listener import dominant_frequency
@@ -117,7 +117,7 @@ def test_the_process_wide_settings_are_in_place_after_start_up():
     import aiortc.clock
     import aiortc.rtcrtpsender
 
-    from streams import ice, rtpclock, rtphistory
+    from streams.webrtc import ice, rtpclock, rtphistory
 
     assert aioice.ice.CONSENT_FAILURES == ice.CONSENT_FAILURES
     assert aiortc.clock.current_ntp_time is rtpclock.current_ntp_time

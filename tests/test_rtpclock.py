@@ -1,11 +1,11 @@
-"""streams.rtpclock gives the NTP timestamps aiortc's own clock gives."""
+"""streams.webrtc.rtpclock gives the NTP timestamps aiortc's own clock gives."""
 import datetime
 
 import aiortc.clock
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import rtpclock
+from streams.webrtc import rtpclock
 
 ONE_MICROSECOND = (1 << 32) // 1_000_000 + 1  # aiortc's clock has microsecond resolution
 UTC = datetime.timezone.utc

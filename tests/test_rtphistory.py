@@ -1,8 +1,8 @@
-"""aiortc keeps no packet history for our audio senders (see streams/rtphistory.py)."""
+"""aiortc keeps no packet history for our audio senders (see streams/webrtc/rtphistory.py)."""
 import aiortc.rtcrtpsender
 from aiortc.codecs import CODECS
 
-from streams import rtphistory
+from streams.webrtc import rtphistory
 
 
 def test_installed_by_the_app():

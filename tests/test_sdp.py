@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from streams import sdp
+from streams.webrtc import sdp
 
 DATA = Path(__file__).parent / "data"
 AIORTC_ANSWER = (DATA / "aiortc_answer.sdp").read_text()

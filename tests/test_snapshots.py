@@ -14,13 +14,13 @@ import threading
 
 import pytest
 
-from streams import livestats
+from streams.ops import livestats
 from streams.audio.bitrate import BitrateMeter
 from streams.audio.broadcast import BroadcastHub, Hub, HubRegistry
 from streams.audio.capture import AudioCaptureManager
 from streams.audio.config import StreamConfig
 from streams.audio.sources import SineSource
-from streams.fanout import EncodedPacket
+from streams.webrtc.fanout import EncodedPacket
 from streams.relay import wire
 from streams.runtime import current_runtime, get_runtime
 from tests.helpers import run

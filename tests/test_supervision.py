@@ -1,4 +1,4 @@
-"""Long-lived tasks under supervision (streams/supervision.py), and a stream's hub that fails:
+"""Long-lived tasks under supervision (streams/ops/supervision.py), and a stream's hub that fails:
 an exception in its source or its encoder is logged, counted and restarted, its listeners are
 told and hear sound again on the same connection; a hub that keeps failing leaves the registry."""
 import asyncio
@@ -10,8 +10,8 @@ from streams.audio import broadcast
 from streams.audio.broadcast import BroadcastHub, HubRegistry
 from streams.audio.config import StreamConfig
 from streams.audio.sources import SineSource
-from streams.fanout import ListenerSender
-from streams.supervision import GIVE_UP_AFTER, Backoff, Supervisor
+from streams.webrtc.fanout import ListenerSender
+from streams.ops.supervision import GIVE_UP_AFTER, Backoff, Supervisor
 from tests.helpers import run
 from tests.listener import dominant_frequency
 from tests.rigs.peer_pair import connected_pair, send_path
@@ -70,7 +70,7 @@ def test_a_task_that_fails_is_restarted_with_one_traceback_per_streak_and_counte
         await until(lambda: not supervisor.running, 5, "the work to finish")
         return len(calls), len(crashes), supervisor.restarts
 
-    with caplog.at_level(logging.ERROR, logger="streams.supervision"):
+    with caplog.at_level(logging.ERROR, logger="streams.ops.supervision"):
         assert run(scenario()) == (3, 2, 2)
     failures = [r for r in caplog.records if "work failed" in r.getMessage()]
     assert len(failures) == 2 and [bool(r.exc_info) for r in failures] == [True, False]
@@ -87,7 +87,7 @@ def test_a_task_that_keeps_failing_is_given_up_once_and_says_so(caplog):
         await until(lambda: not supervisor.running, 5, "the supervisor to give up")
         return supervisor.restarts, supervisor.gave_up, len(gave_up)
 
-    with caplog.at_level(logging.ERROR, logger="streams.supervision"):
+    with caplog.at_level(logging.ERROR, logger="streams.ops.supervision"):
         assert run(scenario()) == (3, True, 1)
     assert any("giving up" in r.getMessage() for r in caplog.records)
 

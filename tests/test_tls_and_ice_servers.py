@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from streams import sdp
+from streams.webrtc import sdp
 from streams.models import StreamProfile
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.stun import StunServer
@@ -47,7 +47,7 @@ def test_a_listener_hears_the_tone_over_https_and_wss(own_server, tmp_path):
 
 
 def test_behind_nginx_configured_as_the_readme_shows_a_listener_hears_the_stream_over_wss(own_server, tmp_path):
-    """nginx terminates TLS with the README's `location /` block; the server trusts its headers."""
+    """nginx terminates TLS with docs/deployment.md's `location /` block; the server trusts its headers."""
     from tests.rigs.nginx import PROXY_ADDRESS, NginxProxy
 
     StreamProfile.objects.create(name="Proxied", slug="proxied", sine_frequency=587)

@@ -3,7 +3,7 @@
 A BroadcastHub exists while a stream has listeners. Whenever its source has the next 20 ms
 frame (on the clock, or as the device delivers), it reads it, encodes it once, and pushes
 that same EncodedPacket to every sink in one loop: a WebRTC listener's ListenerSender
-(streams/fanout.py: its RTP header, SRTP and send, nothing else per listener), an HTTP
+(streams/webrtc/fanout.py: its RTP header, SRTP and send, nothing else per listener), an HTTP
 listener's queue (ListenerTrack), or the media owner's publisher. Nothing is decoded,
 resampled or encoded per listener.
 """
@@ -15,11 +15,11 @@ import logging
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..fanout import EncodedPacket, ListenerSender
+from ..webrtc.fanout import EncodedPacket, ListenerSender
 from .bitrate import BitrateMeter
 from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
-from ..supervision import Backoff, Supervisor
+from ..ops.supervision import Backoff, Supervisor
 from .frametiming import FrameTiming
 from .health import MESSAGES as ALARM_MESSAGES
 from .health import SourceHealth, clipped_samples, frame_level_dbfs
@@ -161,7 +161,7 @@ class Hub:
         return self.meter.bits_per_second()
 
     def subscribe(self):
-        """A WebRTC listener's sink: the hub sends its RTP itself (streams/fanout.py)."""
+        """A WebRTC listener's sink: the hub sends its RTP itself (streams/webrtc/fanout.py)."""
         return self.attach(ListenerSender(self))
 
     def subscribe_reader(self):
@@ -192,7 +192,7 @@ class Hub:
 
     @property
     def restarts(self):
-        """Times the hub's work failed and was restarted (streams/supervision.py)."""
+        """Times the hub's work failed and was restarted (streams/ops/supervision.py)."""
         return 0
 
     def _shut_down(self):

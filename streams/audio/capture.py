@@ -30,7 +30,7 @@ from . import devices as device_lookup
 from . import priority
 from .config import SAMPLE_RATE
 from .pulsecapture import PulseRecordStream
-from ..supervision import MAX_RETRY_SECONDS, Backoff
+from ..ops.supervision import MAX_RETRY_SECONDS, Backoff
 from .ringbuffer import NumpyRingBuffer
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ profile, new listeners get a hub built from the new settings.
 """
 from dataclasses import dataclass, replace
 
-from .. import sdp
+from ..webrtc import sdp
 from .health import HealthLimits
 
 OPUS_PLAYBACK_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)

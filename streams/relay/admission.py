@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ..limits import listener_refusal, local_refusal
+from ..ops.limits import listener_refusal, local_refusal
 from . import wire
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from ..audio import frametiming, sources
 from ..audio.broadcast import BroadcastHub
 from ..audio.capture import AudioCaptureManager
-from .. import livestats
+from ..ops import livestats
 from . import wire
 
 logger = logging.getLogger(__name__)

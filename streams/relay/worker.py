@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from ..audio.broadcast import Hub
 from ..audio.config import FRAME_MS
 from ..audio.encoders import rtp_clock_rate
-from ..fanout import EncodedPacket
+from ..webrtc.fanout import EncodedPacket
 from . import wire
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from streams.ice import restrict_host_addresses
+from streams.webrtc.ice import restrict_host_addresses
 from tests.listener import Listener, dominant_frequency
 
 

@@ -1,4 +1,4 @@
-"""nginx on 127.0.0.1 terminating TLS in front of a daphne, configured with the README's own
+"""nginx on 127.0.0.1 terminating TLS in front of a daphne, configured with docs/deployment.md's own
 `location /` block, so the documented example is what the test runs.
 
 It connects to daphne from 127.0.0.2 (`proxy_bind`), so the server sees the proxy's address
@@ -11,15 +11,15 @@ from pathlib import Path
 from .daphne import free_port
 from .process import ServerProcess, accepts_tcp
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 PROXY_ADDRESS = "127.0.0.2"
 
 
 def readme_location_block():
-    """The nginx `location / { ... }` example in the README."""
-    found = re.search(r"```nginx\n(.*?)```", README.read_text(), re.S)
+    """The nginx `location / { ... }` example in docs/deployment.md."""
+    found = re.search(r"```nginx\n(.*?)```", DEPLOYMENT.read_text(), re.S)
     if not found:
-        raise AssertionError("README.md has no ```nginx example")
+        raise AssertionError("docs/deployment.md has no ```nginx example")
     return "\n".join(line.strip() for line in found.group(1).splitlines())
 
 

@@ -1,12 +1,12 @@
 """Two real aiortc peers on 127.0.0.1, connected in one event loop: a server side whose sender
-carries an IdleTrack (so that the hub's send loop, streams/fanout.py, sends its RTP) and a
+carries an IdleTrack (so that the hub's send loop, streams/webrtc/fanout.py, sends its RTP) and a
 receiving client. For tests of the send path without signaling or daphne."""
 import re
 
 from aiortc import RTCPeerConnection
 
-from streams import rtcinternals
-from streams.fanout import IdleTrack
+from streams.webrtc import rtcinternals
+from streams.webrtc.fanout import IdleTrack
 from tests.waiting import until
 
 MAX_UNSENT_BYTES = 65536

@@ -19,7 +19,7 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or 
 
 
 class ReleaseBuild:
-    """`python3 scripts/release.py` from the repository root, as the README says, then unzip."""
+    """`python3 scripts/release.py` from the repository root, as docs/release.md says, then unzip."""
 
     def __init__(self, unpack_into):
         self.unpack_into = Path(unpack_into)

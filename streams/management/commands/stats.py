@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from rtccaster_site.paths import serve_command
-from streams import livestats
+from streams.ops import livestats
 
 
 def from_local_server(port):

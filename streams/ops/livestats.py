@@ -57,7 +57,7 @@ class VariantSnapshot:
     state: str  # what its listeners were last told: "playing", "device-lost", "source-lost", "restarting", ...
     alarm: str | None  # the source's health alarm: "source-silent", "source-clipping", "" (none); None: unwatched
     capture_state: str  # an encoding device stream's capture: "starting", "capturing", "lost"; else ""
-    restarts: int  # of the hub's work, by its supervision (streams/supervision.py)
+    restarts: int  # of the hub's work, by its supervision (streams/ops/supervision.py)
     frames: int
     dropped_frames: int  # captured sound dropped to bound the backlog
     silence_frames: int  # made up while the device was gone
@@ -76,7 +76,7 @@ class CaptureSnapshot:
 
 @dataclasses.dataclass(frozen=True)
 class LoopFigures:
-    """The event loop's last minute (streams/loopwatch.py)."""
+    """The event loop's last minute (streams/ops/loopwatch.py)."""
 
     lag_p50_ms: float
     lag_p99_ms: float
@@ -148,7 +148,7 @@ def variants_of(hubs, captures):
 
 
 def variant_of(hub, capture_states=None):
-    from .relay import wire
+    from ..relay import wire
 
     config = hub.config
     timing = hub.timing.summary()
@@ -321,7 +321,7 @@ def collect():
     thread; Unavailable when Redis (multi-process mode) does not answer."""
     if settings.REDIS_URL:
         return _from_redis(settings.REDIS_URL)
-    from .runtime import current_runtime
+    from ..runtime import current_runtime
 
     runtime = current_runtime()
     return rows(runtime.snapshot if runtime else None)
@@ -348,7 +348,7 @@ def add(stats, slug, listeners=0, variant=None):
 def _from_redis(url):
     import redis
 
-    from .relay import wire
+    from ..relay import wire
 
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
     stats = {}

@@ -9,7 +9,7 @@ only signs its CertificateVerify. RFC 5763 lets the answerer choose either role;
 (tested) is then the DTLS client.
 
 aiortc has no API for either thing, so this module uses its internals, through
-streams/rtcinternals.py (the one door to them); tests/test_peers.py fails if an upgrade moves
+streams/webrtc/rtcinternals.py (the one door to them); tests/test_peers.py fails if an upgrade moves
 or changes them:
 
 - `RTCDtlsTransport._set_role("server")` and `._role`: `createAnswer()` writes

@@ -4,7 +4,7 @@ how soon a silent listener's consent expires.
 aioice has no option for this: it gathers host candidates on every interface
 address and leaves out 127.0.0.1. Like Janus's ice_enforce_list, the operator
 may name the addresses instead. This gives aioice an address lookup that
-returns those addresses (through streams/rtcinternals.py); with an empty list
+returns those addresses (through streams/webrtc/rtcinternals.py); with an empty list
 aioice keeps its own behaviour.
 """
 import ipaddress

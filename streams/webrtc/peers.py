@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 # A browser offers a handful of candidates (one or two per interface and family); each one is
 # a connectivity check the server sends, retried, so an offer may not name more than this.
 MAX_REMOTE_CANDIDATES = 20
-# What a listener's socket may hold unsent before the hub drops its packets (streams/fanout.py):
+# What a listener's socket may hold unsent before the hub drops its packets (streams/webrtc/fanout.py):
 # about 20 packets of 96 kb/s Opus, 400 ms of sound; a listener that slow hears gaps, not delay.
 MAX_UNSENT_BYTES = 6000
 

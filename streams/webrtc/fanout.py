@@ -4,7 +4,7 @@ one only what must be its own is done: its RTP header, its SRTP protection, one 
 aiortc still brings each listener's connection up (ICE, DTLS, SRTP keys) and keeps it (RTCP
 sender and receiver reports, ICE consent); it only stops sending RTP itself: the track it is
 given (`IdleTrack`) never yields a frame. Once the connection is up, `ListenerSender.connect`
-takes the listener's SRTP session and socket from the peer (streams/rtcinternals.py, the one
+takes the listener's SRTP session and socket from the peer (streams/webrtc/rtcinternals.py, the one
 place that knows aiortc's internals), and from then the hub's `push` sends to it directly:
 no coroutine per listener wakes per packet, and nothing is allocated per listener that could
 be shared.

@@ -3,18 +3,18 @@ the project touches a private attribute or replaces a module global of theirs.
 
 Process-wide, applied once at start-up (`apply`, from streams/apps.py):
 - `aioice.ice.get_host_addresses`, looked up per gathering: replaced to gather only the
-  addresses RTC_ICE_ADDRESSES names (the policy is streams/ice.py's);
-- `aioice.ice.CONSENT_FAILURES`: consent expiry like RFC 7675 (streams/ice.py);
-- `aiortc.clock.current_ntp_time`, looked up per call: a cheaper clock (streams/rtpclock.py);
-- `aiortc.rtcrtpsender.RTP_HISTORY_SIZE`: no retransmission history (streams/rtphistory.py).
+  addresses RTC_ICE_ADDRESSES names (the policy is streams/webrtc/ice.py's);
+- `aioice.ice.CONSENT_FAILURES`: consent expiry like RFC 7675 (streams/webrtc/ice.py);
+- `aiortc.clock.current_ntp_time`, looked up per call: a cheaper clock (streams/webrtc/rtpclock.py);
+- `aiortc.rtcrtpsender.RTP_HISTORY_SIZE`: no retransmission history (streams/webrtc/rtphistory.py).
 
-Per DTLS transport (streams/dtls.py): its role (`_set_role`, `_role`), its pyOpenSSL
+Per DTLS transport (streams/webrtc/dtls.py): its role (`_set_role`, `_role`), its pyOpenSSL
 connection (`_ssl`) and its debug log (`__log_debug`), where aiortc says why a handshake failed.
 
 Per received track, for the test and benchmark listeners: `RTCRtpReceiver._handle_rtp_packet`.
 
 aiortc has no public API for sending RTP that a peer did not produce itself. The hub's send
-loop (streams/fanout.py) needs, per connected listener:
+loop (streams/webrtc/fanout.py) needs, per connected listener:
 - its SRTP session: `RTCDtlsTransport._tx_srtp` (a pylibsrtp Session);
 - its socket: the aioice `Connection` behind `RTCIceTransport._connection`, whose nominated
   candidate pair (`_nominated[1]`) holds the datagram transport and the listener's address;
@@ -48,14 +48,14 @@ def check(aiortc_version=aiortc.__version__, aioice_version=aioice.__version__):
     for name, version in (("aiortc", aiortc_version), ("aioice", aioice_version)):
         if not version.startswith(TESTED_WITH[name]):
             raise MovedInternals(
-                f"{name} {version} is installed, but streams/rtcinternals.py was written against "
+                f"{name} {version} is installed, but streams/webrtc/rtcinternals.py was written against "
                 f"{TESTED_WITH[name]}x: check its internals (tests/test_rtcinternals.py) and update TESTED_WITH."
             )
     for cls, names in ((RTCRtpSender, ("_run_rtp", "_run_rtcp")), (RTCDtlsTransport, ("_send_rtp", "_set_role")),
                        (aioice.ice.Connection, ("sendto",)), (RTCRtpReceiver, ("_handle_rtp_packet",))):
         for name in names:
             if not hasattr(cls, name):
-                raise MovedInternals(f"{cls.__module__}.{cls.__name__} has no {name} any more: see streams/rtcinternals.py")
+                raise MovedInternals(f"{cls.__module__}.{cls.__name__} has no {name} any more: see streams/webrtc/rtcinternals.py")
     # The module globals replaced below only take effect where the library looks them up at call
     # time: the names its code object loads (bytecode, so this holds in the frozen release too).
     for function, names in ((aioice.ice.Connection.gather_candidates, ("get_host_addresses",)),
@@ -63,7 +63,7 @@ def check(aiortc_version=aiortc.__version__, aioice_version=aioice.__version__):
                             (RTCRtpSender._run_rtp, ("clock", "current_ntp_time", "RTP_HISTORY_SIZE"))):
         for name in names:
             if name not in function.__code__.co_names:
-                raise MovedInternals(f"{function.__qualname__} no longer uses {name}: see streams/rtcinternals.py")
+                raise MovedInternals(f"{function.__qualname__} no longer uses {name}: see streams/webrtc/rtcinternals.py")
 
 
 # --- process-wide, applied once ---------------------------------------------------------------
@@ -92,7 +92,7 @@ def set_rtp_history_size(packets):
     aiortc.rtcrtpsender.RTP_HISTORY_SIZE = packets
 
 
-# --- per DTLS transport (streams/dtls.py) --------------------------------------------------------
+# --- per DTLS transport (streams/webrtc/dtls.py) --------------------------------------------------------
 
 _DTLS_LOG_DEBUG = "_RTCDtlsTransport__log_debug"
 
@@ -100,7 +100,7 @@ _DTLS_LOG_DEBUG = "_RTCDtlsTransport__log_debug"
 def check_dtls_transport(transport):
     for name in ("_ssl", "_role", "encrypted", _DTLS_LOG_DEBUG):
         if not hasattr(transport, name):
-            raise MovedInternals(f"aiortc's RTCDtlsTransport has no {name} any more: see streams/rtcinternals.py")
+            raise MovedInternals(f"aiortc's RTCDtlsTransport has no {name} any more: see streams/webrtc/rtcinternals.py")
 
 
 def take_dtls_role(transport, role):
@@ -144,7 +144,7 @@ def on_received_rtp(receiver, record):
     receiver._handle_rtp_packet = recording
 
 
-# --- per connected listener: the hub's send loop (streams/fanout.py) -----------------------------
+# --- per connected listener: the hub's send loop (streams/webrtc/fanout.py) -----------------------------
 
 
 def unsent_bytes(transport):

@@ -1,5 +1,5 @@
 """Prometheus metrics at /metrics, read at scrape time from the snapshots the event loops publish
-(streams/livestats.py). Nothing here keeps metric objects or is updated by the media path: each
+(streams/ops/livestats.py). Nothing here keeps metric objects or is updated by the media path: each
 scrape gets a registry of its own with one collector, which turns snapshots into families.
 
 Which processes a scrape shows:
@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from . import livestats
-from .audio.health import CLIPPING, SILENT
+from ..audio.health import CLIPPING, SILENT
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _from_redis(url):
     """(every worker's ProcessSnapshot, the owner's stats per stream key, whether an owner holds the lock)."""
     import redis
 
-    from .relay import wire
+    from ..relay import wire
 
     client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
                                   socket_connect_timeout=REDIS_TIMEOUT_SECONDS, decode_responses=True)

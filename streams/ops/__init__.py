@@ -1,0 +1,1 @@
+"""Operating the server: listener limits, supervision of long-lived tasks, loop lag and memory, live figures (snapshots) and Prometheus metrics."""
