@@ -36,7 +36,7 @@ import websockets  # noqa: E402
 
 from bench.listeners import prepare_database  # noqa: E402
 from streams import sdp  # noqa: E402
-from streams.ice import restrict_host_addresses  # noqa: E402
+from streams.webrtc.ice import restrict_host_addresses  # noqa: E402
 from tests.listener import Listener, connect_like_a_browser  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(PROJECT))
 from bench.listeners import prepare_database  # noqa: E402
 from bench.soak import create_device_profile  # noqa: E402
 from bench.swarm import Swarms  # noqa: E402
-from streams.ice import restrict_host_addresses  # noqa: E402
+from streams.webrtc.ice import restrict_host_addresses  # noqa: E402
 from tests.listener import Listener  # noqa: E402
 from tests.rigs.cpuload import cpu_burners  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402

@@ -1,6 +1,6 @@
 """A long run: N listeners for many minutes; the event loop must keep up the whole time.
 
-The server measures its own event-loop lag (streams/loopwatch.py: a 100 ms tick, p50/p99/max
+The server measures its own event-loop lag (streams/ops/loopwatch.py: a 100 ms tick, p50/p99/max
 reported once a minute in the log and in /status.json). This starts `manage.py serve`,
 connects `--listeners` real aiortc listeners from client processes (bench/swarm.py), reads
 each minute's lag while they listen, and at the end the packets every listener counted.
@@ -22,7 +22,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from bench.listeners import keeps_up, prepare_database, print_row, run_step  # noqa: E402
-from streams.loopwatch import REPORT_SECONDS  # noqa: E402
+from streams.ops.loopwatch import REPORT_SECONDS  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402
 
 

@@ -142,7 +142,7 @@ def keeps_up(row):
 
 async def delivery_probe(server, seconds):
     """Ogg arrival minus WebRTC arrival of the same packets (ms), over `seconds`."""
-    from streams.ice import restrict_host_addresses
+    from streams.webrtc.ice import restrict_host_addresses
     from tests.listener import Listener
     from tests.rigs.ogg_http import OggHttpClient
 

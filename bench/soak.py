@@ -146,7 +146,7 @@ def main():
     args = parser.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]))
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    from streams.ice import restrict_host_addresses
+    from streams.webrtc.ice import restrict_host_addresses
 
     restrict_host_addresses(["127.0.0.1"])
     with tempfile.TemporaryDirectory() as workdir, PulseAudioRig() as rig:
