@@ -11,7 +11,7 @@ from .models import StreamProfile
 @admin.register(StreamProfile)
 class StreamProfileAdmin(admin.ModelAdmin):
     form = StreamProfileForm
-    list_display = ["name", "slug", "enabled", "access", "source", "codec", "audio_bitrate", "channels", "live", "listen_link"]
+    list_display = ["name", "slug", "enabled", "access", "source", "codec", "audio_bitrate", "channels", "listen_link"]
     list_filter = ["enabled", "codec", "source"]
     list_editable = ["enabled"]
     search_fields = ["name", "slug", "description"]
@@ -42,20 +42,23 @@ class StreamProfileAdmin(admin.ModelAdmin):
     actions = ["rotate_access_keys"]
     change_form_template = "admin/streams/streamprofile/change_form.html"
 
-    def changelist_view(self, request, extra_context=None):
-        # Read once per page: the snapshot the event loop published (or, with REDIS_URL, what
-        # Redis holds), never the loop's own hubs. Sync admin views run one at a time in one thread.
+    def get_list_display(self, request):
+        """The columns, with "Live now" read once for this page: the snapshot the event loop
+        published (or, with REDIS_URL, what Redis holds), never the loop's own hubs. It is this
+        request's own column: nothing of one request is kept on the shared ModelAdmin."""
         try:
-            self._live = livestats.collect()
+            live = livestats.collect()
         except livestats.Unavailable as error:
-            self._live = None
+            live = None
             messages.warning(request, f"Live numbers are not available: {error}")
-        return super().changelist_view(request, extra_context)
 
-    @admin.display(description="Live now")
-    def live(self, profile):
-        live = getattr(self, "_live", None)
-        return "unknown" if live is None else livestats.describe(live.get(profile.slug))
+        @admin.display(description="Live now")
+        def live_now(profile):
+            return "unknown" if live is None else livestats.describe(live.get(profile.slug))
+
+        columns = list(self.list_display)
+        columns.insert(columns.index("listen_link"), live_now)
+        return columns
 
     @admin.display(description="Listen")
     def listen_link(self, profile):
@@ -69,7 +72,7 @@ class StreamProfileAdmin(admin.ModelAdmin):
             url = request.build_absolute_uri(profile.share_path())
             extra_context["share_url"] = url
             extra_context["share_qr"] = mark_safe(segno.make(url, error="m").svg_inline(scale=4))
-            extra_context["live_now"] = livestats.describe_all(profile.slug)
+            extra_context["live_now"] = livestats.describe_profile(profile.slug)
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Rotate the secret link key (old links stop working)")

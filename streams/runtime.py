@@ -89,14 +89,14 @@ class StreamRuntime:
                             per_listener=settings.RTC_ENCODE_PER_LISTENER)
 
     def _every_minute(self):
-        frametiming.log_minute(self.hubs.hubs())
+        frametiming.log_minute(self.hubs.running())
         release_free_memory()
 
     def _went_idle(self):
         """The last stream stopped. Once its peers have finished closing, and if nobody came
         back meanwhile, give the memory the listeners used back to the system."""
         def release_if_still_idle():
-            if not self.peers and not self.hubs.hubs():
+            if not self.peers and not self.hubs.running():
                 release_free_memory(collect_garbage=True)
 
         asyncio.get_running_loop().call_later(IDLE_RELEASE_SECONDS, release_if_still_idle)

@@ -30,7 +30,7 @@ def test_a_slow_listener_drops_its_oldest_packets_without_slowing_the_others():
         newest = await slow.recv()
         fast.stop()
         slow.stop()
-        return received, queued, slow.dropped, newest, hubs.hubs()
+        return received, queued, slow.dropped, newest, hubs.running()
 
     received, queued, dropped, newest, left = asyncio.run(scenario())
     assert all(isinstance(p, EncodedPacket) for p in received)
@@ -50,8 +50,8 @@ def test_one_hub_per_distinct_config_and_one_encode_per_frame():
             return [await track.recv() for _ in range(10)]
 
         packets_a, packets_b = await asyncio.gather(read(a), read(b))
-        counts = sorted(hub.listener_count for hub in hubs.hubs())
-        sent = {hub.config.channels: hub.packets_sent for hub in hubs.hubs()}
+        counts = sorted(hub.listener_count for hub in hubs.running())
+        sent = {hub.config.channels: hub.packets_sent for hub in hubs.running()}
         for track in (a, b, mono):
             track.stop()
         return packets_a, packets_b, counts, sent
@@ -77,10 +77,10 @@ def test_listeners_handed_over_together_run_on_in_time_and_share_each_restamped_
         for track in tracks:
             track.handover(hubs.subscribe_reader(changed))
         after = await asyncio.gather(*(read(track, 10) for track in tracks))  # read through the old tracks, as aiortc does
-        configs = [hub.config for hub in hubs.hubs()]
+        configs = [hub.config for hub in hubs.running()]
         for track in tracks:
             track.stop()
-        return before, after, configs, hubs.hubs()
+        return before, after, configs, hubs.running()
 
     before, after, configs, left = asyncio.run(scenario())
     for first, then in zip(before, after):
@@ -151,7 +151,7 @@ def test_a_webrtc_listener_gets_a_sender_the_hub_pushes_to_and_an_http_listener_
         first = await reader.recv()
         hub = sender.hub
         sender.stop(), reader.stop()
-        return sender, reader, first, hub, hubs.hubs()
+        return sender, reader, first, hub, hubs.running()
 
     sender, reader, first, hub, left = asyncio.run(scenario())
     assert isinstance(sender, ListenerSender) and reader.hub is hub and left == []

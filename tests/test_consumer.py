@@ -98,7 +98,7 @@ def test_offer_without_the_profiles_codec_is_refused_and_leaves_no_peer():
         communicator = await connected("phone")
         error = await send_and_receive(communicator, json.dumps({"type": "offer", "sdp": offer}))
         assert error["code"] == "codec-not-offered" and "PCMA" in error["message"]
-        assert get_runtime().peers == set() and get_runtime().hubs.hubs() == []
+        assert get_runtime().peers == set() and get_runtime().hubs.running() == []
         await communicator.disconnect()
 
     run(scenario())
@@ -109,9 +109,9 @@ def test_closing_the_socket_closes_the_peer_and_stops_the_hub(hall):
         communicator = await connected()
         await answer_to_offer(communicator)
         runtime = get_runtime()
-        assert len(runtime.peers) == 1 and len(runtime.hubs.hubs()) == 1
+        assert len(runtime.peers) == 1 and len(runtime.hubs.running()) == 1
         await communicator.disconnect()
-        assert runtime.peers == set() and runtime.hubs.hubs() == []
+        assert runtime.peers == set() and runtime.hubs.running() == []
 
     run(scenario())
 

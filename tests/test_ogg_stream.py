@@ -349,7 +349,7 @@ def test_a_response_that_is_never_sent_still_gives_back_its_place_track_and_task
     async def scenario():
         runtime = get_runtime()
         response = await AsyncClient().get("/stream/ogg-unsent.ogg")
-        held = (response.status_code, runtime.admission.seats_held, [hub.listener_count for hub in runtime.hubs.hubs()])
+        held = (response.status_code, runtime.admission.seats_held, [hub.listener_count for hub in runtime.hubs.running()])
 
         def watchers():
             return [task for task in asyncio.all_tasks() if task.get_coro().__name__ == "follow_the_profile"]
@@ -359,7 +359,7 @@ def test_a_response_that_is_never_sent_still_gives_back_its_place_track_and_task
 
         def given_back():
             gc.collect()
-            return runtime.admission.seats_held == 0 and not runtime.hubs.hubs() and not watchers()
+            return runtime.admission.seats_held == 0 and not runtime.hubs.running() and not watchers()
 
         await until(given_back, 5, "everything given back")
         return held

@@ -33,7 +33,7 @@ class Owner:
 def held():
     runtime = get_runtime()
     tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith("session-events")]
-    return len(runtime.peers), runtime.admission.seats_held, len(tasks), len(runtime.hubs.hubs())
+    return len(runtime.peers), runtime.admission.seats_held, len(tasks), len(runtime.hubs.running())
 
 
 def session_for(profile, owner, **who):

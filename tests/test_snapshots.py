@@ -103,7 +103,7 @@ def test_admins_reading_from_another_thread_leaves_the_loops_bitrate_exact(threa
 
     async def scenario():
         hub = hand_fed(get_runtime(), clock).hub
-        reader = Reader(lambda: (livestats.collect(), livestats.describe_all("metered")))
+        reader = Reader(lambda: (livestats.collect(), livestats.describe_profile("metered")))
         reader.start()
         await until(lambda: reader.results, 5, "the reader's first look")
         for step in range(STEPS):
@@ -207,7 +207,7 @@ def test_admins_rows_come_from_the_snapshot():
         return await asyncio.to_thread(livestats.collect)
 
     rows = run(scenario())
-    assert rows == {"metered": {"listeners": 1, "variants": [{"codec": "opus", "channels": 2, "bitrate": 0}]}}
+    assert rows == {"metered": {"listeners": 1, "variants": [{"codec": "opus", "channels": 2, "bitrate": 0, "alarm": None}]}}
 
 
 def test_the_media_owners_snapshot_names_its_streams_as_the_workers_do():
@@ -221,7 +221,7 @@ def test_the_media_owners_snapshot_names_its_streams_as_the_workers_do():
         hubs = HubRegistry(sine_hub)
         publisher = hubs.subscribe_reader(CONFIG)  # stands where the owner's PacketPublisher does
         await until(lambda: publisher.hub.packets_sent >= 5, 5, "packets")
-        snapshot = livestats.take_owner(hubs.hubs(), AudioCaptureManager(0))
+        snapshot = livestats.take_owner(hubs.running(), AudioCaptureManager(0))
         publisher.stop()
         return snapshot
 
@@ -232,3 +232,10 @@ def test_the_media_owners_snapshot_names_its_streams_as_the_workers_do():
                                                                                "encode", "")
     assert variant.packets_sent >= 5
     assert livestats.from_json(livestats.to_json(snapshot)) == snapshot
+
+
+def test_admin_says_when_a_source_is_silent_or_clipping():
+    row = {"listeners": 2, "variants": [{"codec": "opus", "channels": 2, "bitrate": 95_800, "alarm": "source-silent"}]}
+    assert livestats.describe(row) == "2 listeners · opus 95.8 kb/s · ⚠ the source is silent"
+    row["variants"][0]["alarm"] = ""
+    assert livestats.describe(row) == "2 listeners · opus 95.8 kb/s"

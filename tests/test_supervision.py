@@ -147,7 +147,7 @@ def test_a_hub_that_keeps_failing_tells_its_listeners_and_leaves_the_registry():
         announced = []
         hubs, opened = hub_registry(fail_on={1}, fail_every_open=True, announced=announced)
         reader = hubs.subscribe_reader(CONFIG)
-        await until(lambda: not hubs.hubs(), 10, "the failed hub to leave the registry")
+        await until(lambda: not hubs.running(), 10, "the failed hub to leave the registry")
         starts = len(opened)
         again = hubs.subscribe_reader(CONFIG)  # the next listener starts the stream afresh
         fresh = again.hub

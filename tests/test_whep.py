@@ -50,7 +50,7 @@ def session_tasks():
 def held(runtime):
     """What listeners hold on the server: peers, listener places, WHEP sessions, event tasks, hubs."""
     return {"peers": len(runtime.peers), "seats": runtime.admission.seats_held, "sessions": len(whep.resources()),
-            "tasks": len(session_tasks()), "hubs": len(runtime.hubs.hubs())}
+            "tasks": len(session_tasks()), "hubs": len(runtime.hubs.running())}
 
 
 NOTHING = {"peers": 0, "seats": 0, "sessions": 0, "tasks": 0, "hubs": 0}
@@ -315,8 +315,8 @@ def test_whep_and_websocket_listeners_share_the_per_address_limit_and_the_encode
         assert (first[0], refused[0]) == (201, 503)
         assert "Too many listeners from your address (2 at most)" in refused[2]
         runtime = get_runtime()  # encoded once for both: one hub, both tracks on it
-        assert len(runtime.peers) == 2 and len(runtime.hubs.hubs()) == 1
-        assert {peer.track.hub for peer in runtime.peers} == set(runtime.hubs.hubs())
+        assert len(runtime.peers) == 2 and len(runtime.hubs.running()) == 1
+        assert {peer.track.hub for peer in runtime.peers} == set(runtime.hubs.running())
         await socket.disconnect()
         await http("DELETE", first[1]["location"])
         assert held(get_runtime()) == NOTHING

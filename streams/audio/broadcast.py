@@ -416,7 +416,8 @@ class HubRegistry:
             if not self._hubs and self._on_empty:
                 self._on_empty()
 
-    def hubs(self):
+    def running(self):
+        """The hubs running now."""
         return list(self._hubs.values())
 
     def stop_all(self):

@@ -119,7 +119,7 @@ def take(runtime, process):
         process=process,
         role="single" if process == "single" else "worker",
         taken_at=time.time(),
-        variants=variants_of(runtime.hubs.hubs(), captures),
+        variants=variants_of(runtime.hubs.running(), captures),
         captures=captures,
         peers=len(runtime.peers),
         connected_peers=sum(1 for peer in runtime.peers if peer.pc.connectionState == "connected"),
@@ -332,7 +332,7 @@ def rows(snapshot):
     stats = {}
     for variant in snapshot.variants if snapshot else ():
         add(stats, variant.profile, variant.listeners,
-            {"codec": variant.codec, "channels": variant.channels, "bitrate": variant.bitrate})
+            {"codec": variant.codec, "channels": variant.channels, "bitrate": variant.bitrate, "alarm": variant.alarm})
     return stats
 
 
@@ -368,12 +368,15 @@ def _from_redis(url):
     return stats
 
 
-def describe_all(slug):
+def describe_profile(slug):
     """The admin's one line for a profile, or why there is none."""
     try:
         return describe(collect().get(slug))
     except Unavailable as error:
         return f"unknown: {error}"
+
+
+ALARM_WORDS = {"source-silent": "the source is silent", "source-clipping": "the source is clipping"}
 
 
 def describe(row):
@@ -383,4 +386,5 @@ def describe(row):
     listeners = row["listeners"]
     text = f"{listeners} listener{'s' if listeners != 1 else ''}"
     rates = [f"{v['codec']} {v['bitrate'] / 1000:.1f} kb/s" for v in row["variants"]]
-    return text + (" · " + ", ".join(rates) if rates else "")
+    alarms = sorted({ALARM_WORDS[v["alarm"]] for v in row["variants"] if v.get("alarm") in ALARM_WORDS})
+    return text + (" · " + ", ".join(rates) if rates else "") + "".join(f" · ⚠ {alarm}" for alarm in alarms)

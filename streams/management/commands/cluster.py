@@ -13,7 +13,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-RUN_DIR = Path(settings.BASE_DIR) / ".run"
+
+
+def default_run_dir():
+    """Config, socket and logs of a cluster: `.run/` in the data folder (read when the command runs)."""
+    return Path(settings.DATA_DIR) / ".run"
 
 
 def supervisord_config(*, python, manage, workers, host, port, run_dir, log_file):
@@ -71,9 +75,10 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=2, help="daphne worker processes (default 2)")
         parser.add_argument("--host", default=None, help="address to listen on (default: RTC_HOST)")
         parser.add_argument("--port", type=int, default=None, help="port (default: RTC_PORT)")
-        parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help=f"config, socket and logs (default {RUN_DIR})")
+        parser.add_argument("--run-dir", type=Path, default=None, help="config, socket and logs (default: .run/ in the data folder)")
 
-    def handle(self, *args, workers, host=None, port=None, run_dir=RUN_DIR, **options):
+    def handle(self, *args, workers, host=None, port=None, run_dir=None, **options):
+        run_dir = run_dir or default_run_dir()
         if not settings.REDIS_URL:
             raise CommandError("REDIS_URL is not set: workers and the media owner talk through Redis.")
         if workers < 1:
