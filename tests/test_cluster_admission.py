@@ -89,7 +89,7 @@ def test_a_dead_workers_listeners_stop_counting_when_its_counts_expire(clean_red
         doomed, survivor = Worker("w1"), Worker("w2")
         await doomed.join("hall", "10.0.0.1", stream_max=1)
         full = await survivor.join("hall", "10.0.0.2", stream_max=1)
-        doomed.admission._task.cancel()  # it stops renewing, as a killed process would
+        doomed.admission._task.stop()  # it stops renewing, as a killed process would
         await until(lambda: not clean_redis.exists(wire.LISTENERS_PREFIX + "w1"), 5, "the dead worker's counts to expire")
         again = await survivor.join("hall", "10.0.0.2", stream_max=1)
         workers = clean_redis.smembers(wire.WORKERS_KEY)

@@ -157,7 +157,7 @@ def test_a_want_that_is_not_renewed_lapses_and_the_owner_stops_the_stream(redis_
             owner = await rig.owner("owner")
             await until(lambda: owner.streams, 10, "the owner to run the wanted stream")
             for task in rig.hub._tasks:  # the worker dies: nothing renews or withdraws its want
-                task.cancel()
+                task.stop()
             await until(lambda: not owner.streams, 5, "the owner to stop the stream no one wants")
             return client.zcard(wire.WANTED_KEY), client.exists(wire.config_key(wire.stream_key(CONFIG)))
         finally:

@@ -182,3 +182,53 @@ def test_a_real_listener_hears_the_tone_again_after_the_hub_restarts_on_the_same
     assert restarts == 1
     after = np.concatenate([f.to_ndarray().reshape(-1, 2) for f in frames[-50:]])
     assert abs(dominant_frequency(after[:, 0].astype(float), frames[-1].sample_rate) - 440) <= 5
+
+
+def test_the_relay_and_the_publisher_run_under_supervision_and_come_back_after_a_fault(monkeypatch):
+    """A fault injected into a worker's relay loop and into the owner's publisher: each is
+    restarted and counted, and packets flow again, through a real Redis (database 13)."""
+    from streams.relay import owner, worker
+    from tests.rigs.redis_db import REDIS_URL
+
+    async def scenario():
+        hub = worker.RelayHub(CONFIG, 50, REDIS_URL, "w-test", lambda *args: None, lambda hub: None)
+        real_forward = hub._forward
+        faults = {"relay": 1}
+
+        def forward(data, last):
+            if faults["relay"]:
+                faults["relay"] -= 1
+                raise RuntimeError("injected relay fault")
+            return real_forward(data, last)
+
+        hub._forward = forward
+        sink = hub.subscribe_reader()
+        import redis.asyncio as aioredis
+        redis = aioredis.Redis.from_url(REDIS_URL)
+        publisher = owner.PacketPublisher(redis, hub.key)
+        real_publish = redis.publish
+        publish_faults = [1]
+
+        async def publish(channel, data):
+            if publish_faults[0]:
+                publish_faults[0] -= 1
+                raise RuntimeError("injected publisher fault")
+            return await real_publish(channel, data)
+
+        redis.publish = publish
+        try:
+            sequence = 0
+            while len(sink._packets) < 5:
+                publisher.push(type("P", (), {"pts": sequence * 960, "payload": b"x"})())
+                sequence += 1
+                await asyncio.sleep(0.02)  # a packet each 20 ms, as a stream sends them
+                if sequence > 500:
+                    break
+            return len(sink._packets), hub.restarts, publisher._task.restarts
+        finally:
+            publisher.stop()
+            hub.stop()
+            await redis.aclose()
+
+    relayed, relay_restarts, publisher_restarts = run(scenario())
+    assert relayed >= 5 and relay_restarts == 1 and publisher_restarts == 1

@@ -69,6 +69,11 @@ class Supervisor:
     def running(self):
         return not self._task.done()
 
+    @property
+    def task(self):
+        """The asyncio task, to await its end after `stop()`."""
+        return self._task
+
     def stop(self):
         self._task.cancel()
 

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..ops.limits import listener_refusal, local_refusal
+from ..ops.supervision import Supervisor
 from . import wire
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class ClusterAdmission:
         self._admit = self._redis.register_script(ADMIT)
         self._release = self._redis.register_script(RELEASE)
         self._pending = set()
-        self._task = asyncio.get_running_loop().create_task(self._renew(), name="listener-counts")
+        self._task = Supervisor("listener-counts", self._renew)
 
     async def admit(self, seat, stream_max, address_max):
         """Why `seat`'s listener may not join (a sentence), or None once it is counted over
@@ -169,8 +170,8 @@ class ClusterAdmission:
 
     async def close(self):
         self._closed = True
-        self._task.cancel()
-        await asyncio.gather(self._task, *self._pending, return_exceptions=True)
+        self._task.stop()
+        await asyncio.gather(self._task.task, *self._pending, return_exceptions=True)
         try:
             await self._redis.delete(self._listeners_key, self._addresses_key)
             await self._redis.srem(self._names.workers, self._worker_id)

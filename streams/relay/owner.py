@@ -32,6 +32,7 @@ from ..audio import frametiming, sources
 from ..audio.broadcast import BroadcastHub
 from ..audio.capture import AudioCaptureManager
 from ..ops import livestats
+from ..ops.supervision import Supervisor
 from . import wire
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class PacketPublisher:
         self.sequence = 0
         self.dropped = 0
         self._failing = False
-        self._task = asyncio.create_task(self._run(), name=f"publish:{key}")
+        self._task = Supervisor(f"publish:{key}", self._run)
 
     def push(self, packet):
         if len(self._queue) == self._queue.maxlen:
@@ -93,7 +94,7 @@ class PacketPublisher:
                     self._failing = True
 
     def stop(self):
-        self._task.cancel()
+        self._task.stop()
 
 
 class OwnedStream:
@@ -257,7 +258,11 @@ class MediaOwner:
 
         hub = BroadcastHub(config, PUBLISH_QUEUE_PACKETS, self._open_source, announce, on_idle=lambda hub: None)
         publisher = PacketPublisher(self._redis, key)
-        hub.attach(publisher)
+        try:
+            hub.attach(publisher)  # starts the source and encoder: may fail (a device not there)
+        except Exception:
+            publisher.stop()  # tried again on the next poll: leave no publisher behind
+            raise
         self.streams[key] = OwnedStream(config, key, hub, publisher)
 
     def _open_source(self, config, on_device_state):

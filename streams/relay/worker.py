@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from ..audio.broadcast import Hub
 from ..audio.config import FRAME_MS
 from ..audio.encoders import rtp_clock_rate
+from ..ops.supervision import Supervisor
 from ..webrtc.fanout import EncodedPacket
 from . import wire
 
@@ -51,13 +52,18 @@ class RelayHub(Hub):
     def _start(self):
         self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=5)
         self._tasks = [
-            asyncio.create_task(self._keep_wanting(), name=f"want:{self.config.slug}"),
-            asyncio.create_task(self._relay(), name=f"relay:{self.config.slug}"),
+            Supervisor(f"want:{self.config.slug}", self._keep_wanting),
+            Supervisor(f"relay:{self.config.slug}", self._relay),
         ]
+
+    @property
+    def restarts(self):
+        """Times the relay's tasks failed and were restarted (streams/ops/supervision.py)."""
+        return sum(task.restarts for task in self._tasks)
 
     def _stop_work(self):
         for task in self._tasks:
-            task.cancel()
+            task.stop()
         self._tasks = []
         redis, self._redis = self._redis, None
         task = asyncio.get_running_loop().create_task(self._withdraw(redis))
