@@ -35,7 +35,7 @@ sys.path.insert(0, str(PROJECT))
 import websockets  # noqa: E402
 
 from bench.listeners import prepare_database  # noqa: E402
-from streams import sdp  # noqa: E402
+from streams.webrtc import sdp  # noqa: E402
 from streams.webrtc.ice import restrict_host_addresses  # noqa: E402
 from tests.listener import Listener, connect_like_a_browser  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402

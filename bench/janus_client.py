@@ -25,7 +25,7 @@ import websockets  # noqa: E402
 from aiortc import RTCSessionDescription  # noqa: E402
 
 from bench import swarm  # noqa: E402
-from streams import rtcinternals  # noqa: E402
+from streams.webrtc import rtcinternals  # noqa: E402
 
 MOUNTPOINT_ID = 1  # the one mountpoint bench/janus.py configures
 KEEPALIVE_SECONDS = 25  # Janus ends a session silent for session_timeout (60 s)

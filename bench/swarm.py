@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
-from streams import rtcinternals  # noqa: E402
+from streams.webrtc import rtcinternals  # noqa: E402
 from streams.webrtc.ice import restrict_host_addresses  # noqa: E402
 from tests.listener import ask_for_stereo, connect_like_a_browser  # noqa: E402
 
