@@ -46,8 +46,8 @@ install_system_packages() {
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   say "installing system packages: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ -d /run/systemd/system ] || return 0  # no systemd: nothing was started
   for entry in "${test_only_services[@]}"; do
     if printf '%s\n' "${missing[@]}" | grep -qx "${entry%%:*}"; then
@@ -84,8 +84,8 @@ install_test_clients() {
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     say "installing nodejs and npm"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nodejs npm >/dev/null
   fi
   local stamp=tests/node_modules/.installed.sha256 digest
   digest=$(sha256sum tests/package-lock.json | cut -d' ' -f1)
