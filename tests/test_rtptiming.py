@@ -49,3 +49,17 @@ def test_late_packets_at_the_start_do_not_show_as_drift():
     records = [(arrival + (40 if i < 100 else 0), seq, ts, payload)
                for i, (arrival, seq, ts, payload) in enumerate(packets(1500, jitter_ms=15))]
     assert rtp_timing(records, 48_000)["drift_ms_per_minute"] == pytest.approx(0, abs=2)
+
+
+def test_latency_change_is_the_drift_over_the_recording():
+    timing = rtp_timing(packets(3000, every_ms=20.0 / 1.001), 48_000)  # 60 s, timeline 0.1 % ahead
+    assert timing["latency_change_ms"] == pytest.approx(-60, rel=0.02)  # arrivals come 60 ms sooner
+    assert timing["floor_scatter_ms"] == pytest.approx(0, abs=0.5)
+
+
+def test_floor_scatter_measures_how_far_the_seconds_floors_wander():
+    steady, wandering = packets(1500), packets(1500)
+    for i, (arrival, seq, ts, payload) in enumerate(wandering):
+        wandering[i] = (arrival + (6 if (i // 50) % 2 else 0), seq, ts, payload)  # every other second 6 ms late
+    assert rtp_timing(steady, 48_000)["floor_scatter_ms"] == 0
+    assert rtp_timing(wandering, 48_000)["floor_scatter_ms"] == pytest.approx(3, abs=0.5)

@@ -9,6 +9,7 @@ that runs 1 % fast or a latency that grows; these can:
   (arrival times), in ms per minute: the median slope between every two seconds'
   fastest packets (each second's floor is the transport's; late packets only ever add,
   and the median of slopes ignores a few late seconds, say while a load starts);
+- latency change: that slope times the recording's length, and the floors' scatter about it;
 - send spread: each packet's arrival minus where its timestamp puts it, relative to the
   earliest packet; its p95 is the jitter buffer a receiver needs (it grows with drift);
 - timeline steps other than one frame, and lost sequence numbers;
@@ -29,6 +30,7 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
     floors = np.array([offset[seconds == s].min() for s in whole])
     i, j = np.triu_indices(len(whole), k=1)
     lag_slope = float(np.median((floors[j] - floors[i]) / (whole[j] - whole[i]))) if len(whole) > 1 else 0.0
+    residuals = floors - floors[0] - lag_slope * (whole - whole[0])
     spread = (offset - offset.min()) * 1000
     frame_samples = frame_samples or clock_rate // 50
     steps = np.diff(timestamps)
@@ -38,6 +40,10 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
         "packet_rate": round(float((len(packets) - 1) / elapsed[-1]), 3),
         # The timeline runs ahead when arrivals fall behind it: offsets shrink as media runs fast.
         "drift_ms_per_minute": round(float(-lag_slope * 60_000), 1),
+        # The same slope as what it did over this recording: how far the latency moved end to end.
+        "latency_change_ms": round(float(lag_slope * elapsed[-1] * 1000), 1),
+        # How far the seconds' floors scatter about that slope: the noise under the estimate.
+        "floor_scatter_ms": round(float(np.std(residuals - np.median(residuals)) * 1000), 1),
         "spread_p50_ms": round(float(np.percentile(spread, 50)), 1),
         "spread_p95_ms": round(float(np.percentile(spread, 95)), 1),
         "timeline_jumps": int(np.sum(steps != frame_samples)),
