@@ -7,7 +7,9 @@ buffer and an `on_data` callback, see streams/audio/capture.py) and writes 10 ms
 1 kHz tone from a thread, on its own clock: block k is complete at `k * 480 / rate` seconds
 and reaches the ring a random 0-`jitter` seconds later, as blocks from a real driver do.
 `pause(seconds)` makes it deliver nothing for a while (a device that is gone), after which it
-starts afresh, with no backlog.
+starts afresh, with no backlog; `pause(seconds, backlog=0.2)` has it come back with 200 ms
+written at once, as PulseAudio's monitor of a reloaded sink does (seen end to end: ten frames
+in one read).
 """
 import asyncio
 import threading
@@ -33,10 +35,12 @@ class FakeClockedDevice:
         self._loop = asyncio.get_running_loop()
         self._stop = threading.Event()
         self._pause_until = 0.0
+        self._backlog_blocks = 0
         self._thread = threading.Thread(target=self._run, name="fake-clocked-device", daemon=True)
         self._thread.start()
 
-    def pause(self, seconds):
+    def pause(self, seconds, backlog=0.0):
+        self._backlog_blocks = round(backlog * self.rate / BLOCK_SAMPLES)
         self._pause_until = time.monotonic() + seconds
 
     def _run(self):
@@ -50,15 +54,23 @@ class FakeClockedDevice:
                 self._stop.wait(delay)
             if time.monotonic() < self._pause_until:
                 self._stop.wait(self._pause_until - time.monotonic())
-                start, block = time.monotonic(), 0  # a device that comes back starts afresh
+                # A device that comes back starts afresh, with its backlog (if any) already complete.
+                start, block = time.monotonic() - self._backlog_blocks * BLOCK_SAMPLES / self.rate, 0
+                if self._backlog_blocks:  # in one read, as the capture of a PulseAudio source takes it
+                    self._write(0, np.arange(self._backlog_blocks * BLOCK_SAMPLES))
+                    block = self._backlog_blocks
                 continue
-            phase = 2 * np.pi * TONE_HZ * (block * BLOCK_SAMPLES + t) / SAMPLE_RATE
-            samples = np.repeat((np.sin(phase) * 16000).astype(np.int16)[:, None], CAPTURE_CHANNELS, axis=1)
-            self.ring.write(samples, at=time.monotonic())
-            self.delivered += BLOCK_SAMPLES
-            if not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(self.on_data)
+            self._write(block, t)
             block += 1
+
+    def _write(self, block, t):
+        """Samples `t` (indices) counted from the start of `block`, into the ring at once."""
+        phase = 2 * np.pi * TONE_HZ * (block * BLOCK_SAMPLES + t) / SAMPLE_RATE
+        samples = np.repeat((np.sin(phase) * 16000).astype(np.int16)[:, None], CAPTURE_CHANNELS, axis=1)
+        self.ring.write(samples, at=time.monotonic())
+        self.delivered += len(t)
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.on_data)
 
     def close(self):
         self._stop.set()

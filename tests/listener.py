@@ -24,7 +24,7 @@ class Heard:
     answer_sdp: str = ""
     messages: list = field(default_factory=list)
     chunks: list = field(default_factory=list)  # (arrival time, int16 array of shape (n, channels))
-    packets: list = field(default_factory=list)  # (arrival ms, sequence number, RTP timestamp, payload)
+    packets: list = field(default_factory=list)  # (arrival ms, sequence number, RTP timestamp, payload, marker)
     sample_rate: int = 0
     channels: int = 0
 
@@ -79,7 +79,8 @@ class Listener:
 
     def _record_rtp(self, receiver):
         async def recording(packet, arrival_time_ms):
-            self.heard.packets.append((arrival_time_ms, packet.sequence_number, packet.timestamp, bytes(packet.payload)))
+            self.heard.packets.append((arrival_time_ms, packet.sequence_number, packet.timestamp, bytes(packet.payload),
+                                       packet.marker))
             return True  # and on to the decoder
 
         rtcinternals.on_received_rtp(receiver, recording)  # aiortc has no public hook for received packets

@@ -144,3 +144,23 @@ def test_a_backlog_beyond_the_bound_is_dropped_counted_and_skipped_in_the_timeli
     steps = np.diff(pts) // FRAME_SAMPLES
     assert sorted(set(steps.tolist())) == [1, 1 + dropped]  # one jump, by exactly what was dropped
     assert not any(f.silence for _, f in frames)
+
+
+def test_a_device_that_comes_back_with_a_backlog_resumes_on_its_newest_frame_without_a_burst():
+    paused = []
+
+    def pause_once(elapsed, device):
+        if elapsed > 1 and not paused:
+            paused.append(True)
+            device.pause(0.6, backlog=0.2)
+
+    frames, _ = asyncio.run(take_frames(3, 48_000, jitter=0.0, during=pause_once))
+    back = next(i for i, (_, f) in enumerate(frames) if f.silence and not frames[i + 1][1].silence) + 1
+    resumed = frames[back:]
+    # The 200 ms the device held were already late: dropped (and counted), not sent at once.
+    assert resumed[0][1].dropped_before == 9  # ten frames waiting: the newest goes out
+    times = np.array([t for t, _ in resumed])
+    assert np.sum(np.diff(times) < 0.005) <= 1, "frames left in a burst after the device came back"
+    # And the timeline matches the wall clock through the outage (within two frames).
+    (t0, f0), (t_back, first) = frames[0], resumed[0]
+    assert abs((first.pts - f0.pts) - (t_back - t0) * SAMPLE_RATE) <= 2 * FRAME_SAMPLES

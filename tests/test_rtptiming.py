@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tests.rigs.rtptiming import dropouts, rtp_timing
+from tests.rigs.rtptiming import busiest_window, dropouts, rtp_timing, timeline_steps
 
 
 def packets(count, every_ms=20.0, step=960, jitter_ms=None, start_ts=4_294_000_000, start_seq=65_000):
@@ -63,3 +63,19 @@ def test_floor_scatter_measures_how_far_the_seconds_floors_wander():
         wandering[i] = (arrival + (6 if (i // 50) % 2 else 0), seq, ts, payload)  # every other second 6 ms late
     assert rtp_timing(steady, 48_000)["floor_scatter_ms"] == 0
     assert rtp_timing(wandering, 48_000)["floor_scatter_ms"] == pytest.approx(3, abs=0.5)
+
+
+def test_timeline_steps_name_each_jump_and_its_marker():
+    records = [(*packet[:4], False) for packet in packets(10)]
+    for i in range(5, 10):  # the timeline jumps by 200 ms before packet 5, which carries the marker
+        arrival, seq, ts, payload, _ = records[i]
+        records[i] = (arrival, seq, (ts + 9600) % (1 << 32), payload, i == 5)
+    assert timeline_steps(records) == [(960 + 9600, True)]
+    assert timeline_steps([(*p[:4], False) for p in packets(10)]) == []
+
+
+def test_the_busiest_window_counts_a_burst():
+    steady = packets(100)
+    assert busiest_window(steady) == 5
+    burst = steady[:50] + [(steady[50][0] + i * 0.5, *steady[50 + i][1:]) for i in range(10)] + steady[60:]
+    assert busiest_window(burst) == 4 + 10  # the burst and the four packets of the 100 ms before it

@@ -13,7 +13,7 @@ NAMED = re.compile(r"\bRTC_[A-Z0-9_]+\b")
 
 def read_by_code():
     names = set()
-    for folder in ("streams", "rtccaster_site", "scripts"):
+    for folder in ("streams", "rtccaster_site", "scripts", "tests/rigs"):
         for path in (ROOT / folder).rglob("*.py"):
             names |= set(READ.findall(path.read_text()))
     return names

@@ -64,9 +64,10 @@ class DeviceSource:
     `next_frame()` returns as soon as the capture has delivered 20 ms. A device that is late
     only delays frames. A device that delivers nothing for GONE_AFTER_SECONDS is gone: frames
     of silence then go out on a 20 ms wall clock until it delivers again, when the timeline
-    re-syncs to the wall clock (a timestamp jump, never a burst). Audio waiting beyond
-    MAX_BACKLOG_SAMPLES (200 ms, after the event loop was held up) is dropped, and counted;
-    the pts moves on by what was dropped.
+    re-syncs to the wall clock (a timestamp jump, never a burst: what it holds when it comes
+    back is dropped but for its newest frame). Audio waiting beyond MAX_BACKLOG_SAMPLES
+    (200 ms, after the event loop was held up) is dropped, and counted; the pts moves on by
+    what was dropped.
     """
 
     GONE_AFTER_SECONDS = 0.2
@@ -112,8 +113,14 @@ class DeviceSource:
 
     def _device_frame(self, now):
         ring = self.subscription.ring
-        excess = ring.available - FRAME_SAMPLES - self.MAX_BACKLOG_SAMPLES
-        dropped = -(-excess // FRAME_SAMPLES) if excess > 0 else 0  # whole frames: the timeline stays frame-aligned
+        # Whole frames are dropped: the timeline stays frame-aligned.
+        if self.gone:
+            # Back from an outage, what the device holds is already late: the stream resumes on
+            # its newest whole frame (a reopened PulseAudio monitor hands over 200 ms in one read).
+            dropped = (ring.available - FRAME_SAMPLES) // FRAME_SAMPLES
+        else:
+            excess = ring.available - FRAME_SAMPLES - self.MAX_BACKLOG_SAMPLES
+            dropped = -(-excess // FRAME_SAMPLES) if excess > 0 else 0
         ring.skip(dropped * FRAME_SAMPLES)
         position, block, waiting, written_at = ring.read_with_position(FRAME_SAMPLES)
         resync, self.gone = self.gone, False

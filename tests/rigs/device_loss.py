@@ -9,7 +9,12 @@ import numpy as np
 from streams.models import StreamProfile
 from tests.conftest import MONITOR
 from tests.listener import dominant_frequency
+from tests.rigs.rtptiming import busiest_window, timeline_steps
 from tests.waiting import until
+
+# 5 at 50 packets/s; a little more for the arrival jitter of a busy test machine.
+MAX_PACKETS_IN_100_MS = 8
+MAX_TIMELINE_OFF_WALL_CLOCK_MS = 60
 
 
 def device_profile(slug, channels=2, **fields):
@@ -42,9 +47,10 @@ async def lose_and_restore_the_device(listener, pulse, tone, hz):
     """With `listener` hearing `hz`: unload the null sink, wait for `device-lost` and 1 s of what
     follows (capture retries in it, and fails), load it again and wait for the tone and the
     `playing` status. Returns the RMS heard while the device was gone, the connection state
-    then, the seconds the tone took to return, and the statuses since the device vanished."""
+    then, the seconds the tone took to return, the statuses since the device vanished, and the
+    RTP packets from just before it vanished to a second after it came back."""
     await until(lambda: hears(listener, hz), 15, "the tone before the loss")
-    before = len(listener.heard.messages)
+    before, first_packet = len(listener.heard.messages), len(listener.heard.packets)
     await asyncio.to_thread(pulse.unload_null_sink, "virt")
     statuses = lambda: [m for m in listener.heard.messages[before:] if m["type"] == "status"]  # noqa: E731
     await until(lambda: any(m["state"] == "device-lost" for m in statuses()), 5, "a device-lost status")
@@ -53,17 +59,30 @@ async def lose_and_restore_the_device(listener, pulse, tone, hz):
     silent = rms(latest(listener.heard, 0.5)[:, 0])
     connection = listener.pc.connectionState
     await asyncio.to_thread(pulse.load_null_sink, "virt")
-    tone(hz)
+    await asyncio.to_thread(tone, hz)  # it writes a minute of sine first: not on the listener's loop
     back = time.monotonic()
     await until(lambda: hears(listener, hz), 5, "the tone to return")
     seconds_to_return = time.monotonic() - back
     await until(lambda: statuses()[-1]["state"] == "playing", 5, "a playing status")
-    return silent, connection, seconds_to_return, statuses()
+    returned_at = len(listener.heard.packets)
+    await until(lambda: len(listener.heard.packets) >= returned_at + 50, 5, "a second of packets after the return")
+    return silent, connection, seconds_to_return, statuses(), listener.heard.packets[first_packet:]
 
 
-def assert_lost_then_back(silent, connection, seconds_to_return, statuses):
+def assert_lost_then_back(silent, connection, seconds_to_return, statuses, packets):
     assert silent < 50, f"not silence after the device vanished (RMS {silent:.0f})"
     assert connection == "connected"
     assert seconds_to_return < 5
     # One status for the outage, however many retries failed in it, and one when the device is back.
     assert [m["state"] for m in statuses] == ["device-lost", "playing"]
+    # Through the outage the timeline stays on the wall clock: silence on a 20 ms clock while the
+    # device is gone, then a re-sync when it is back. Each place where it does not run on by one
+    # frame is a jump forward that carries the RTP marker, and no frames come in a burst.
+    steps = timeline_steps(packets)
+    media_ms = (packets[-1][2] - packets[0][2]) % (1 << 32) / 48
+    arrival_ms = packets[-1][0] - packets[0][0]
+    print(f"outage: timeline steps {steps}, busiest 100 ms {busiest_window(packets)} packets, "
+          f"timeline {media_ms:.0f} ms over {arrival_ms:.0f} ms of arrivals")
+    assert steps and all(step > 0 and marked for step, marked in steps), steps
+    assert busiest_window(packets) <= MAX_PACKETS_IN_100_MS
+    assert abs(media_ms - arrival_ms) <= MAX_TIMELINE_OFF_WALL_CLOCK_MS

@@ -12,7 +12,8 @@ that runs 1 % fast or a latency that grows; these can:
 - latency change: that slope times the recording's length, and the floors' scatter about it;
 - send spread: each packet's arrival minus where its timestamp puts it, relative to the
   earliest packet; its p95 is the jitter buffer a receiver needs (it grows with drift);
-- timeline steps other than one frame, and lost sequence numbers;
+- timeline steps other than one frame (and whether each carries the RTP marker), lost sequence
+  numbers, and the busiest 100 ms of arrivals (a burst);
 - dropouts: 20 ms windows of a steady tone more than 20 dB below its median level.
 """
 import numpy as np
@@ -49,6 +50,19 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
         "timeline_jumps": int(np.sum(steps != frame_samples)),
         "lost": int(sequence[-1] - sequence[0] + 1 - len(np.unique(sequence))),
     }
+
+
+def timeline_steps(packets, frame_samples=960):
+    """Where the timeline does not run on by one frame: (timestamp step in samples, whether the
+    packet after the step carries the RTP marker), in order of arrival."""
+    timestamps = _unwrap([p[2] for p in packets], 1 << 32)
+    return [(int(step), bool(packets[i + 1][4])) for i, step in enumerate(np.diff(timestamps)) if step != frame_samples]
+
+
+def busiest_window(packets, window_ms=100):
+    """The most packets that arrived within any `window_ms` (5 at 50 packets/s; more is a burst)."""
+    arrival = np.sort(np.array([p[0] for p in packets], dtype=np.float64))
+    return int(np.max(np.searchsorted(arrival, arrival + window_ms, side="left") - np.arange(len(arrival))))
 
 
 def dropouts(samples, sample_rate, window_ms=20, below_db=20):
