@@ -1,12 +1,26 @@
 """The process's long-lived media state, with one owner: captures, broadcast hubs and peers.
 
-Everything here is bound to the event loop that first used it. Daphne runs one
-loop for the life of the process; a test that starts a new loop gets a fresh
-runtime instead of one whose tasks belong to a closed loop.
+One runtime at a time, bound to the event loop that serves. Its lifetime:
+
+- it is made by the first get_runtime() on that loop (daphne's loop under `manage.py serve`);
+- it is closed once, on that loop: by close_runtime() when serving ends (serve's shutdown
+  trigger), or by itself when whoever runs the loop cancels what is left on it on the way out
+  (asyncio.run and asgiref's async_to_sync do: each test scenario, each request of Django's
+  sync test client); a closed runtime stays its loop's, closed, so that code still finishing
+  on that loop never starts another;
+- a loop that asks while another loop's runtime is still open meets one of two mistakes. The
+  other loop ended without closing it: what outlives a loop is released at once (capture
+  threads, the garbage-collector hook), a warning says so, and the asking loop gets a new
+  runtime. Or the other loop still runs, in another thread: the asking loop gets a
+  RuntimeError, since two loops would serve one process's media and closing a runtime in use
+  would end its listeners.
+
+Other threads (admin, /metrics) only read current_runtime().snapshot.
 """
 import asyncio
 import logging
 import secrets
+import threading
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -22,6 +36,7 @@ from .ops.memory import release_free_memory
 logger = logging.getLogger(__name__)
 
 IDLE_RELEASE_SECONDS = 2
+SEND_GRACE_SECONDS = 1  # what close() gives messages still on their way out
 
 
 def status_group(profile_id, worker_id=None):
@@ -34,6 +49,8 @@ def status_group(profile_id, worker_id=None):
 
 class StreamRuntime:
     def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
         self.worker_id = secrets.token_hex(4)
         self.captures = AudioCaptureManager(settings.RTC_CAPTURE_LINGER_SECONDS)
         self.hubs = HubRegistry(self.make_hub, on_empty=self._went_idle)
@@ -53,6 +70,7 @@ class StreamRuntime:
         process = livestats.process_name(self.worker_id)
         self.snapshots = livestats.SnapshotPublisher(lambda: livestats.take(self, process), process,
                                                      settings.REDIS_URL or None)
+        self._lifetime = self.loop.create_task(self._live(), name="runtime-lifetime")
 
     @property
     def snapshot(self):
@@ -109,13 +127,34 @@ class StreamRuntime:
         or only those of one worker, or of one stream variant (`stream_key`), about a state change."""
         self.snapshots.changed()
         event = {"type": "stream.status", "state": state, "message": message, "stream": stream_key}
-        group = status_group(profile_id, worker_id)
-        task = asyncio.get_running_loop().create_task(get_channel_layer().group_send(group, event))
+        self.send_soon(get_channel_layer().group_send(status_group(profile_id, worker_id), event))
+
+    def send_soon(self, coroutine):
+        """Run `coroutine` (a message on its way out) on this runtime's loop without waiting for it.
+        The task is kept until it is done (asyncio keeps only a weak reference) and close() gives it
+        SEND_GRACE_SECONDS to finish. Call on the runtime's loop."""
+        task = self.loop.create_task(coroutine)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task
+
+    async def _live(self):
+        """Waits for as long as the loop runs: cancelled by whoever ends the loop (asyncio.run,
+        async_to_sync), it closes the runtime while the loop can still run its closing."""
+        try:
+            await self.loop.create_future()
+        except asyncio.CancelledError:
+            await self.close()
+            raise
 
     async def close(self):
-        """Close every peer, stop every hub and capture (server shutdown)."""
+        """Close every peer, stop every hub, capture and task of the runtime (serving ends, or its
+        loop does). Once: a later call returns at once."""
+        if self.closed:
+            return
+        self.closed = True
+        if asyncio.current_task() is not self._lifetime:
+            self._lifetime.cancel()
         peers = list(self.peers)
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
         self.hubs.stop_all()
@@ -124,12 +163,29 @@ class StreamRuntime:
         await self.snapshots.close()
         await self.admission.close()
         await self.sockets.close()
+        await self._finish_sends()
         if peers:
             logger.info("closed %d listener(s) on shutdown", len(peers))
 
+    async def _finish_sends(self):
+        if self._pending:
+            _, late = await asyncio.wait(list(self._pending), timeout=SEND_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
 
-_runtime = None
-_runtime_loop = None
+    def abandon(self):
+        """Release what outlives the event loop, without it: for a runtime whose loop ended without
+        closing it. Capture threads are stopped and the garbage-collector hook removed; its tasks
+        ended with the loop, and its sockets (peers, Redis) are left to the garbage collector."""
+        self.closed = True
+        for capture in self.captures.captures():
+            capture.stop()
+        # LoopLagMonitor.stop() would cancel its task first, which a closed loop refuses.
+        self.loop_lag._gc.close()
+
+
+_runtime = None  # the one runtime (see the module's docstring), open or closed with its loop
+_runtime_lock = threading.Lock()  # loops in two threads asking at once make one runtime, not two
 
 
 def current_runtime():
@@ -139,8 +195,28 @@ def current_runtime():
 
 
 def get_runtime():
-    global _runtime, _runtime_loop
+    """The runtime of the running loop: made on the first call, closed for the rest of the loop
+    once it was closed."""
+    global _runtime
     loop = asyncio.get_running_loop()
-    if _runtime is None or _runtime_loop is not loop:
-        _runtime, _runtime_loop = StreamRuntime(), loop
-    return _runtime
+    with _runtime_lock:
+        if _runtime is None or _runtime.loop is not loop:
+            if _runtime is not None and not _runtime.closed:
+                _retire(_runtime)
+            _runtime = StreamRuntime()
+        return _runtime
+
+
+async def close_runtime():
+    """Close the runtime, if there is one (serving ends). On its loop."""
+    if _runtime is not None:
+        await _runtime.close()
+
+
+def _retire(runtime):
+    """`runtime` is still open and another loop asks for one (see the module's docstring)."""
+    if runtime.loop.is_running():
+        raise RuntimeError("the media runtime serves another running event loop: one loop serves at a time")
+    logger.warning("the event loop of the last media runtime ended without closing it: its capture threads are "
+                   "stopped, its peers' and Redis sockets left to the garbage collector")
+    runtime.abandon()

@@ -12,10 +12,9 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from .models import StreamProfile
-from .runtime import status_group
+from .runtime import get_runtime, status_group
 
 logger = logging.getLogger(__name__)
-_sending = set()  # sends started from async code, kept until done (a bare task may be collected)
 
 
 def tell_listeners(profile, event):
@@ -27,18 +26,19 @@ def tell_listeners(profile, event):
 
 
 def _send(profile_id, slug, event):
-    group_send = get_channel_layer().group_send
     try:
-        loop = asyncio.get_running_loop()  # saved from async code: send without blocking the loop
+        asyncio.get_running_loop()
     except RuntimeError:
-        try:
-            async_to_sync(group_send)(status_group(profile_id), event)
-        except Exception as error:  # e.g. Redis down: the operator's save must not fail for it
-            logger.warning("could not tell the listeners of %s about %s (%s)", slug, event["type"], error)
-    else:
-        task = loop.create_task(group_send(status_group(profile_id), event))
-        _sending.add(task)
-        task.add_done_callback(_sending.discard)
+        async_to_sync(_tell)(profile_id, slug, event)
+    else:  # saved from async code: send without blocking the loop, as the runtime's own messages go
+        get_runtime().send_soon(_tell(profile_id, slug, event))
+
+
+async def _tell(profile_id, slug, event):
+    try:
+        await get_channel_layer().group_send(status_group(profile_id), event)
+    except Exception as error:  # e.g. Redis down: the operator's save must not fail for it
+        logger.warning("could not tell the listeners of %s about %s (%s)", slug, event["type"], error)
 
 
 def stop_listeners(profile):

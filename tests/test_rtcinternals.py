@@ -10,6 +10,7 @@ from aiortc import RTCPeerConnection
 from streams.webrtc import rtcinternals
 from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE, StreamConfig
 from streams.audio.encoders import create_encoder
+from streams.audio.pacing import RealTimePacer
 from streams.webrtc.fanout import EncodedPacket, ListenerSender
 from tests.helpers import run
 from tests.rigs.peer_pair import connected_pair
@@ -52,9 +53,10 @@ async def send_and_hear(count):
                 frames.append(await received.track.recv())
 
         receiving = asyncio.ensure_future(receive())
+        pacer = RealTimePacer("internals test")
         for packet in tone_packets(count):
+            await pacer.wait()  # paced like a live stream, so the receiver's jitter buffer plays it all
             listener.push(packet)
-            await asyncio.sleep(0.02)  # paced like a live stream, so the receiver's jitter buffer plays it all
         await until(lambda: len(frames) >= count * 0.9, 10, "frames decoded")
         reports = {}
 

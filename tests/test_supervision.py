@@ -9,6 +9,7 @@ import numpy as np
 from streams.audio import broadcast
 from streams.audio.broadcast import BroadcastHub, HubRegistry
 from streams.audio.config import StreamConfig
+from streams.audio.pacing import RealTimePacer
 from streams.audio.sources import SineSource
 from streams.webrtc.fanout import ListenerSender
 from streams.ops.supervision import GIVE_UP_AFTER, Backoff, Supervisor
@@ -216,16 +217,19 @@ def test_the_relay_and_the_publisher_run_under_supervision_and_come_back_after_a
             return await real_publish(channel, data)
 
         redis.publish = publish
+
+        async def publish_packets():
+            pacer = RealTimePacer("relay test")  # a packet each 20 ms, as a stream sends them
+            while True:
+                frame = await pacer.wait()
+                publisher.push(type("P", (), {"pts": frame * 960, "payload": b"x"})())
+
+        publishing = asyncio.ensure_future(publish_packets())
         try:
-            sequence = 0
-            while len(sink._packets) < 5:
-                publisher.push(type("P", (), {"pts": sequence * 960, "payload": b"x"})())
-                sequence += 1
-                await asyncio.sleep(0.02)  # a packet each 20 ms, as a stream sends them
-                if sequence > 500:
-                    break
+            await until(lambda: len(sink._packets) >= 5, 10, "5 packets relayed after both faults")
             return len(sink._packets), hub.restarts, publisher._task.restarts
         finally:
+            publishing.cancel()
             publisher.stop()
             hub.stop()
             await redis.aclose()

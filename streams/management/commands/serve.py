@@ -85,12 +85,14 @@ class Command(BaseCommand):
         )
 
     def close_streams_on_shutdown(self):
+        """The runtime lives from its first use to here. Twisted stops daphne's loop without
+        cancelling what is left on it, so the runtime is closed here, once, on that loop."""
         from twisted.internet import defer, reactor
 
-        from streams.runtime import get_runtime
+        from streams.runtime import close_runtime
 
         def close_streams():
-            return defer.Deferred.fromFuture(asyncio.ensure_future(get_runtime().close()))
+            return defer.Deferred.fromFuture(asyncio.ensure_future(close_runtime()))
 
         reactor.addSystemEventTrigger("before", "shutdown", close_streams)
 

@@ -1,0 +1,124 @@
+"""The one media runtime (streams/runtime.py) lives as long as the event loop that serves: closed
+once when serving ends, by serve's shutdown step or by the end of the loop; never dropped open
+when another loop asks for one."""
+import asyncio
+import gc
+import logging
+import threading
+import types
+
+import pytest
+
+from streams.audio.capture import AudioCaptureManager
+from streams.runtime import close_runtime, get_runtime
+from tests import fake_pyaudiowpatch
+from tests.helpers import run
+from tests.waiting import wait_for
+
+NO_DEVICE = "Nowhere: no such device"  # its capture thread keeps retrying until it is stopped
+
+
+async def runtime_with_a_capture_thread():
+    """The running loop's runtime, with a capture thread of its own (retrying a device that is not there)."""
+    runtime = get_runtime()
+    runtime.captures = AudioCaptureManager(0, module_factory=lambda: fake_pyaudiowpatch)
+    subscription = runtime.captures.subscribe(NO_DEVICE, lambda capture: None)
+    assert subscription.capture.thread.is_alive()
+    return runtime, subscription.capture.thread
+
+
+def counting_stops(runtime):
+    """How many times `runtime` stopped its hubs (once per close)."""
+    stops = []
+    stop_all = runtime.hubs.stop_all
+    runtime.hubs.stop_all = lambda: (stops.append(1), stop_all())
+    return stops
+
+
+def test_a_runtime_is_closed_when_the_loop_it_served_ends():
+    hooks_before = list(gc.callbacks)
+    runtime, thread = run(runtime_with_a_capture_thread())
+    wait_for(lambda: not thread.is_alive(), 5, "the capture thread to end")
+    assert runtime.closed
+    assert gc.callbacks == hooks_before  # the loop-lag monitor's garbage-collector hook is gone too
+
+
+def test_a_runtime_whose_loop_ended_without_closing_it_is_released_when_another_loop_asks(caplog):
+    old_loop = asyncio.new_event_loop()
+    try:
+        old, thread = old_loop.run_until_complete(runtime_with_a_capture_thread())
+        # The loop stops here without cancelling what is left on it: the runtime is still open.
+        assert thread.is_alive()
+
+        async def ask():
+            return get_runtime()
+
+        with caplog.at_level(logging.WARNING, logger="streams.runtime"):
+            new = run(ask())
+        wait_for(lambda: not thread.is_alive(), 5, "the old runtime's capture thread to end")
+        assert new is not old and old.closed
+        assert "ended without closing it" in caplog.text
+    finally:
+        left = asyncio.all_tasks(old_loop)
+        for task in left:
+            task.cancel()
+        old_loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        old_loop.close()
+
+
+def test_a_loop_that_asks_while_another_running_loop_serves_is_refused():
+    serving, done = threading.Event(), threading.Event()
+
+    async def serve():
+        get_runtime()
+        serving.set()
+        await asyncio.to_thread(done.wait, 30)
+
+    server = threading.Thread(target=asyncio.run, args=(serve(),))
+    server.start()
+    try:
+        assert serving.wait(10)
+
+        async def ask():
+            return get_runtime()
+
+        with pytest.raises(RuntimeError, match="serves another running event loop"):
+            run(ask())
+    finally:
+        done.set()
+        server.join(10)
+
+
+def test_a_runtime_closed_twice_closes_once_and_stays_closed_for_the_rest_of_its_loop():
+    async def scenario():
+        runtime = get_runtime()
+        stops = counting_stops(runtime)
+        await close_runtime()
+        await close_runtime()
+        assert get_runtime() is runtime  # code still finishing on this loop starts no other
+        return runtime, stops
+
+    runtime, stops = run(scenario())
+    assert runtime.closed and stops == [1]  # the loop's end did not close it again
+
+
+def test_serve_closes_the_runtime_once_at_shutdown(monkeypatch):
+    import twisted.internet
+
+    from streams.management.commands.serve import Command
+
+    triggers = []
+    reactor = types.SimpleNamespace(addSystemEventTrigger=lambda *trigger: triggers.append(trigger))
+    monkeypatch.setattr(twisted.internet, "reactor", reactor, raising=False)  # no reactor is installed
+    Command().close_streams_on_shutdown()
+    [(phase, event, close_streams)] = triggers
+    assert (phase, event) == ("before", "shutdown")
+
+    async def scenario():
+        runtime, thread = await runtime_with_a_capture_thread()
+        stops = counting_stops(runtime)
+        await close_streams().asFuture(asyncio.get_running_loop())
+        assert runtime.closed and not thread.is_alive()
+        return stops
+
+    assert run(scenario()) == [1]  # and not again when the loop ended
