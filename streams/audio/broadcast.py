@@ -210,11 +210,15 @@ class Hub:
         key = (packet.pts, shift)
         copy = self._shifted.get(key)
         if copy is None:
-            copy = EncodedPacket(packet.payload, packet.pts + shift, packet.marker)
+            copy = self._restamped(packet, packet.pts + shift)
             self._shifted[key] = copy
             if len(self._shifted) > SHIFTED_KEPT:
                 del self._shifted[next(iter(self._shifted))]  # the oldest
         return copy
+
+    def _restamped(self, packet, pts):
+        """A copy of what this hub pushes, `packet`, at `pts`."""
+        return EncodedPacket(packet.payload, pts, packet.marker)
 
     def _push(self, packet, payload_bytes):
         # Over a copy: a listener moving between two sinks of this hub leaves the set meanwhile.
@@ -278,7 +282,9 @@ class BroadcastHub(Hub):
         except Exception:
             self._source.close()
             raise
-        self.frame_samples = self._encoder.clock_rate * FRAME_SAMPLES // SAMPLE_RATE
+        # One frame on the timeline of what the hub pushes: the codec's RTP clock, or the raw frames'.
+        rate = SAMPLE_RATE if self._per_listener else self._encoder.clock_rate
+        self.frame_samples = rate * FRAME_SAMPLES // SAMPLE_RATE
 
     def _stop_work(self):
         self._supervisor.stop()
@@ -341,24 +347,40 @@ class BroadcastHub(Hub):
 
     def _send_encoded(self, frame):
         for encoded in self._encoder.encode(frame.pcm, frame.pts):
-            if self._pts_shift is None:  # the first packet after a restart follows the last one
-                self._pts_shift = 0 if self._next_pts is None else self._next_pts - encoded.timestamp
-            pts = encoded.timestamp + self._pts_shift
+            pts, follows = self._on_timeline(encoded.timestamp)
             # RTP's marker: the first packet after a gap in the timeline (DTX left silent frames
             # out, or the device's timeline jumped), so a receiver can re-sync its playout there.
-            marker = pts != self._next_pts
-            self._next_pts = pts + self.frame_samples
-            self._push(EncodedPacket(encoded.payload, pts, marker), len(encoded.payload))
+            self._push(EncodedPacket(encoded.payload, pts, not follows), len(encoded.payload))
 
     def _send_raw_frame(self, frame):
         """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""
-        pcm = match_channels(frame.pcm, self.config.channels)
-        layout = "stereo" if self.config.channels == 2 else "mono"
-        audio = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
-        audio.sample_rate = SAMPLE_RATE
-        audio.pts = frame.pts
-        audio.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._push(audio, 0)
+        pts, _ = self._on_timeline(frame.pts)
+        self._push(raw_audio_frame(match_channels(frame.pcm, self.config.channels), pts), 0)
+
+    def _on_timeline(self, pts):
+        """`pts` (the source's, or the encoder's) on the hub's timeline, which runs on over a
+        restart; and whether it follows the last one."""
+        if self._pts_shift is None:  # the first after a restart follows the last one
+            self._pts_shift = 0 if self._next_pts is None else self._next_pts - pts
+        pts += self._pts_shift
+        follows = pts == self._next_pts
+        self._next_pts = pts + self.frame_samples
+        return pts, follows
+
+    def _restamped(self, packet, pts):
+        if not self._per_listener:
+            return super()._restamped(packet, pts)
+        return raw_audio_frame(packet.to_ndarray().reshape(-1, self.config.channels), pts)
+
+
+def raw_audio_frame(pcm, pts):
+    """int16 samples of shape (FRAME_SAMPLES, channels) as the av.AudioFrame aiortc's encoder takes."""
+    layout = "stereo" if pcm.shape[1] == 2 else "mono"
+    audio = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
+    audio.sample_rate = SAMPLE_RATE
+    audio.pts = pts
+    audio.time_base = fractions.Fraction(1, SAMPLE_RATE)
+    return audio
 
 
 MAX_VARIANTS_PER_STREAM = 6
