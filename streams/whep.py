@@ -6,6 +6,11 @@ listening from players this project did not write.
     DELETE  /whep/<slug>/<session>/    ends the session at once -> 200
     OPTIONS on both                    CORS preflight; Accept-Post / Accept-Patch
 
+With several workers (REDIS_URL) a session lives in the worker that answered its POST, and its
+id names that worker: a PATCH or DELETE that reaches another worker is passed on to it over
+the Channels layer (streams/whepforward.py) and answered as if it had come there; 503 if it
+does not answer in time.
+
 A WHEP session is a ListenerSession (streams/session.py), as a WebSocket listener's is: the
 same limits, timeouts, encode-once fan-out and profile changes. It has no socket to tell the
 listener anything, so whatever ends it on the server's side (ICE timeout, failure, the
@@ -26,7 +31,7 @@ import logging
 import secrets
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -35,6 +40,7 @@ from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from . import whepforward
 from .models import StreamProfile, not_found_message
 from .runtime import get_runtime
 from .session import ListenerSession, SessionRefused
@@ -160,6 +166,30 @@ def read_body(request, wanted_type, methods, accept_header):
         return None, text(400, "The body is not UTF-8 text.", methods)
 
 
+@dataclass(frozen=True)
+class SessionRequest:
+    """What a PATCH or DELETE on a session says, as plain values: what another worker passes on
+    to the one holding the session. A body over the limit is cut just past it, which still says
+    "too large"."""
+
+    method: str
+    slug: str
+    session_id: str
+    content_type: str
+    body: bytes
+    if_match: str
+
+    @classmethod
+    def of(cls, request, slug, session_id):
+        body = request.body[:MAX_BODY_BYTES + 1] if request.method == "PATCH" else b""
+        return cls(request.method, slug, session_id, request.content_type, body, request.headers.get("If-Match", ""))
+
+
+def short(session_id):
+    """A session's name in the log: the start of its random part, never the whole capability."""
+    return session_id.rpartition(".")[2][:4] + "…"
+
+
 @csrf_exempt
 async def endpoint(request, slug):
     """POST an offer: 201 with the answer and the session's Location, or why not."""
@@ -185,7 +215,7 @@ async def endpoint(request, slug):
 
 
 async def start_session(request, profile, key, offer):
-    session_id = secrets.token_urlsafe(18)
+    session_id = whepforward.session_id()
     table = sessions()
 
     async def ended(code, message):
@@ -202,7 +232,9 @@ async def start_session(request, profile, key, offer):
     if session.ended:  # the stream stopped while answering
         return await answered_as_django_does(request, Http404(not_found_message(profile.slug)), ENDPOINT_METHODS)
     resource = table.live[session_id] = Resource(session, f'"{secrets.token_hex(8)}"')
-    logger.info("%r: WHEP session %s…", session, session_id[:4])
+    logger.info("%r: WHEP session %s", session, short(session_id))
+    if settings.REDIS_URL:  # its PATCH or DELETE may reach another worker, which passes it on here
+        whepforward.desk().serve(answer_forwarded)
     response = HttpResponse(answer, status=201, content_type=SDP)
     response["Location"] = reverse("streams:whep-session", args=[profile.slug, session_id])
     response["ETag"] = resource.etag
@@ -216,35 +248,67 @@ async def start_session(request, profile, key, offer):
 
 @csrf_exempt
 async def session_resource(request, slug, session_id):
-    """A live WHEP session: PATCH (trickle ICE), DELETE (end it)."""
+    """A live WHEP session: PATCH (trickle ICE), DELETE (end it); here, or in the worker holding it."""
     if request.method == "OPTIONS":
         return preflight(SESSION_METHODS, Accept_Patch=SDP_FRAGMENT)
     if request.method not in ("PATCH", "DELETE"):
         return text(405, "A WHEP session takes PATCH (trickle ICE) and DELETE.", SESSION_METHODS)
+    asked = SessionRequest.of(request, slug, session_id)
+    worker = whepforward.holder(session_id)
+    if worker is not None:
+        return await forward(worker, asked)
+    return await act(asked)
+
+
+async def forward(worker, asked):
+    """Have the worker holding the session answer the request (multi-process mode)."""
+    try:
+        status, headers, body = await whepforward.desk().forward(worker, asdict(asked))
+    except whepforward.NoAnswer as silence:
+        logger.warning("%s: WHEP %s of session %s not done: %s", asked.slug, asked.method, short(asked.session_id),
+                       silence)
+        return text(503, f"The server process holding this WHEP session did not answer within "
+                         f"{whepforward.FORWARD_TIMEOUT_SECONDS:g} s: it may have stopped, which ended the "
+                         f"session. Try again, or POST a new offer.", SESSION_METHODS)
+    response = HttpResponse(body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
+
+
+async def answer_forwarded(request):
+    """A request for one of this worker's sessions that another worker passed on (whepforward):
+    answered as if it had come here, as (status, headers, body)."""
+    response = await act(SessionRequest(**request))
+    return response.status_code, list(response.items()), response.content
+
+
+async def act(asked):
+    """PATCH or DELETE one of this process's sessions."""
     table = sessions()
-    resource = table.live.get(session_id)
-    if resource is None or resource.session.slug != slug:
-        slug_, _, why = table.recently_ended.get(session_id, (None, 0, ""))
-        if request.method == "DELETE" and slug_ == slug:
-            del table.recently_ended[session_id]
+    resource = table.live.get(asked.session_id)
+    if resource is None or resource.session.slug != asked.slug:
+        slug_, _, why = table.recently_ended.get(asked.session_id, (None, 0, ""))
+        if asked.method == "DELETE" and slug_ == asked.slug:
+            del table.recently_ended[asked.session_id]
             return text(200, f"The session had already ended ({why}).", SESSION_METHODS)
         return text(404, "There is no such WHEP session: it has ended, or never was.", SESSION_METHODS)
-    if request.method == "DELETE":
-        table.live.pop(session_id, None)
+    if asked.method == "DELETE":
+        table.live.pop(asked.session_id, None)
         name = repr(resource.session)
         await resource.session.end()
         logger.info("%s: WHEP session ended by the player (DELETE)", name)
         return text(200, "The session has ended.", SESSION_METHODS)
-    return await trickle(request, resource)
+    return await trickle(asked, resource)
 
 
-async def trickle(request, resource):
+async def trickle(asked, resource):
     """RFC 9725 4.3.1: candidates found after the offer; ICE restarts are not supported (aiortc
     cannot restart ICE), so they get 422 and the session goes on as it was."""
-    fragment, refusal = read_body(request, SDP_FRAGMENT, SESSION_METHODS, "Accept-Patch")
+    fragment, refusal = read_body(asked, SDP_FRAGMENT, SESSION_METHODS, "Accept-Patch")
     if refusal:
         return refusal
-    if_match = request.headers.get("If-Match", "").strip()
+    if_match = asked.if_match.strip()
     if if_match == "*" or resource.session.ice_restart(fragment):
         return text(422, "ICE restarts are not supported: DELETE this session and POST a new offer.",
                     SESSION_METHODS, ETag=resource.etag)
