@@ -84,5 +84,6 @@ def assert_lost_then_back(silent, connection, seconds_to_return, statuses, packe
     print(f"outage: timeline steps {steps}, busiest 100 ms {busiest_window(packets)} packets, "
           f"timeline {media_ms:.0f} ms over {arrival_ms:.0f} ms of arrivals")
     assert steps and all(step > 0 and marked for step, marked in steps), steps
+    assert sum(bool(packet[4]) for packet in packets) == len(steps), "a marker where the timeline ran on"
     assert busiest_window(packets) <= MAX_PACKETS_IN_100_MS
     assert abs(media_ms - arrival_ms) <= MAX_TIMELINE_OFF_WALL_CLOCK_MS
