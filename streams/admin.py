@@ -44,17 +44,19 @@ class StreamProfileAdmin(admin.ModelAdmin):
 
     def get_list_display(self, request):
         """The columns, with "Live now" read once for this page: the snapshot the event loop
-        published (or, with REDIS_URL, what Redis holds), never the loop's own hubs. It is this
-        request's own column: nothing of one request is kept on the shared ModelAdmin."""
+        published (or, with REDIS_URL, the workers' counts and the media owner's snapshot in
+        Redis), never the loop's own hubs. Rows go by the profile's primary key, as its listener
+        limits do, so a renamed profile keeps its listeners. It is this request's own column:
+        nothing of one request is kept on the shared ModelAdmin."""
         try:
-            live = livestats.collect()
+            live = livestats.by_profile()
         except livestats.Unavailable as error:
             live = None
             messages.warning(request, f"Live numbers are not available: {error}")
 
         @admin.display(description="Live now")
         def live_now(profile):
-            return "unknown" if live is None else livestats.describe(live.get(profile.slug))
+            return "unknown" if live is None else livestats.describe(live.get(profile.pk))
 
         columns = list(self.list_display)
         columns.insert(columns.index("listen_link"), live_now)
@@ -72,7 +74,7 @@ class StreamProfileAdmin(admin.ModelAdmin):
             url = request.build_absolute_uri(profile.share_path())
             extra_context["share_url"] = url
             extra_context["share_qr"] = mark_safe(segno.make(url, error="m").svg_inline(scale=4))
-            extra_context["live_now"] = livestats.describe_profile(profile.slug)
+            extra_context["live_now"] = livestats.describe_profile(profile.pk)
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Rotate the secret link key (old links stop working)")

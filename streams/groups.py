@@ -7,7 +7,8 @@ Redis restart or flush drops every group at once. A listener that stayed longer,
 through the restart, would never again hear "stream stopped", "profile changed", "device lost"
 or an access change.
 
-So each process keeps its members joined, in one task (GroupKeeper):
+So each process keeps its members joined, in one task (GroupKeeper, a part of its runtime that
+stops when the runtime closes):
 
 - every `group_expiry / 4` it adds every member again (group_add renews the member's time);
 - every second it checks that the layer still has its groups: it sends a ping to a group that
@@ -25,7 +26,6 @@ import asyncio
 import itertools
 import logging
 import secrets
-import weakref
 
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
@@ -42,12 +42,15 @@ LAYER_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
 class GroupKeeper:
-    """A process's members of channel-layer groups, kept joined while they are wanted."""
+    """A process's members of channel-layer groups, kept joined while they are wanted: a part of
+    its runtime (StreamRuntime.part), which stops keeping them when the runtime closes."""
 
-    def __init__(self, layer):
-        self.layer = layer
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.layer = get_channel_layer()
         self._members = {}  # channel -> its groups
         self._task = None
+        self._closed = False
         self._stale = False  # some group_add failed: add every member again when the layer answers
         self._probe_group = f"groups-probe.{secrets.token_hex(6)}"
         self._pings = itertools.count()
@@ -60,9 +63,9 @@ class GroupKeeper:
 
     async def join(self, channel, groups):
         """Add `channel` to `groups` and keep it there until leave(channel). If the layer does not
-        answer now, the keeper adds it as soon as it does."""
+        answer now, the keeper adds it as soon as it does. After close(), it is added, not kept."""
         self._members[channel] = tuple(groups)
-        if self._task is None or self._task.done():
+        if not self._closed and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._keep(), name="group-keeper")
             self._task.add_done_callback(_said_if_failed)
         try:
@@ -72,11 +75,11 @@ class GroupKeeper:
             self._stale = True
 
     async def leave(self, channel):
-        """Take `channel` out of its groups (waiting at most LEAVE_SECONDS for the layer)."""
+        """Take `channel` out of its groups (waiting at most LEAVE_SECONDS for the layer). Also
+        after close()."""
         groups = self._members.pop(channel, ())
-        if not self._members and self._task is not None:
-            self._task.cancel()  # nothing left to keep
-            self._task = None
+        if not self._members:
+            await self._stop_keeping()  # nothing left to keep
         try:
             async with asyncio.timeout(LEAVE_SECONDS):
                 for group in groups:
@@ -84,6 +87,17 @@ class GroupKeeper:
         except LAYER_ERRORS as error:
             logger.info("could not leave %s (%s); the layer drops the member after its group_expiry",
                         ", ".join(groups), error or type(error).__name__)
+
+    async def close(self):
+        """Stop keeping members joined, for good (the runtime closes)."""
+        self._closed = True
+        await self._stop_keeping()
+
+    async def _stop_keeping(self):
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
 
     async def _add(self, channel, groups):
         for group in groups:
@@ -112,10 +126,9 @@ class GroupKeeper:
         finally:
             if receiver is not None:
                 receiver.cancel()
-            if probe is not None:  # in a task of its own: this one is being cancelled
-                task = loop.create_task(self._leave_probe(probe))
-                _leaving.add(task)
-                task.add_done_callback(_leaving.discard)
+                await asyncio.wait([receiver])
+            if probe is not None:  # a message on its way out: this task is being cancelled
+                self.runtime.send_soon(self._leave_probe(probe))
 
     async def _leave_probe(self, channel):
         try:
@@ -173,14 +186,6 @@ def _said_if_failed(task):
                      exc_info=task.exception())
 
 
-_leaving = set()  # probes being taken out of their group (a bare task may be collected)
-_keepers = weakref.WeakKeyDictionary()  # runtime (one per event loop) -> its GroupKeeper
-
-
 def keeper():
-    """This process's GroupKeeper (bound, as the runtime, to the running loop)."""
-    runtime = get_runtime()
-    found = _keepers.get(runtime)
-    if found is None:
-        found = _keepers[runtime] = GroupKeeper(get_channel_layer())
-    return found
+    """This process's GroupKeeper (a part of the running loop's runtime)."""
+    return get_runtime().part(GroupKeeper)

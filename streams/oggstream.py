@@ -71,7 +71,7 @@ async def ogg_stream(request, slug):
     if request.method == "HEAD":
         return response_headers(HttpResponse(content_type=CONTENT_TYPE))
     runtime = get_runtime()
-    seat = Seat(profile.slug, request.META.get("REMOTE_ADDR", "?"))
+    seat = Seat(profile.pk, request.META.get("REMOTE_ADDR", "?"))  # by the profile: its slug may be renamed
     refusal = await runtime.admission.admit(seat, profile.max_listeners, settings.RTC_MAX_LISTENERS_PER_ADDRESS)
     if refusal:
         logger.info("%s refused on %s (Ogg): %s", seat.address, profile.slug, refusal)
@@ -261,11 +261,7 @@ async def follow_the_profile(listener_ref, profile_id):
             _leave_soon(keeper, channel)
 
 
-_discarding = set()
-
-
 def _leave_soon(keeper, channel):
-    """Leave the group in a task of its own: a cancelled watcher must not cut it short."""
-    task = asyncio.get_running_loop().create_task(keeper.leave(channel))
-    _discarding.add(task)
-    task.add_done_callback(_discarding.discard)
+    """Leave the group in a task of its own (a message on its way out): a cancelled watcher must
+    not cut it short."""
+    keeper.runtime.send_soon(keeper.leave(channel))

@@ -15,6 +15,12 @@ One runtime at a time, bound to the event loop that serves. Its lifetime:
   RuntimeError, since two loops would serve one process's media and closing a runtime in use
   would end its listeners.
 
+What lives and dies with the runtime but belongs to another module (WHEP sessions, the WHEP
+forwarding desk, the group keeper) is one of its parts: `runtime.part(Kind)` is its one `Kind`,
+made on first use as `Kind(runtime)` and closed with it (see part()). Messages on their way out
+that nobody waits for go through `runtime.send_soon(coroutine)`. Nothing else keeps media state
+in a module global.
+
 Other threads (admin, /metrics) only read current_runtime().snapshot.
 """
 import asyncio
@@ -57,6 +63,7 @@ class StreamRuntime:
         self.peers = set()
         self.loop_lag = LoopLagMonitor(every_minute=self._every_minute)
         self._pending = set()
+        self._parts = {}  # class -> the runtime's one instance of it, in the order they were made
         # Listener limits, and open sockets per address: over this process, or over every worker
         # (counted in Redis).
         self.admission, self.sockets = LocalAdmission(), LocalAdmission()
@@ -138,6 +145,20 @@ class StreamRuntime:
         task.add_done_callback(self._pending.discard)
         return task
 
+    def part(self, kind):
+        """The runtime's one `kind` (a class), made on first use as `kind(self)`. When the runtime
+        closes, its parts are closed first (each one's `async close()`, if it has one), the newest
+        first, as a `with` stack unwinds: while the peers, hubs and listener limits they use still
+        work, so that a part ends what it holds by its usual path. A closed runtime makes no new
+        part (RuntimeError); those it has stay, closed, for code still finishing on its loop.
+        Looked up by class, so that this module imports none of theirs. Call on the runtime's loop."""
+        found = self._parts.get(kind)
+        if found is None:
+            if self.closed:
+                raise RuntimeError(f"the media runtime is closed: it makes no new {kind.__name__}")
+            found = self._parts[kind] = kind(self)
+        return found
+
     async def _live(self):
         """Waits for as long as the loop runs: cancelled by whoever ends the loop (asyncio.run,
         async_to_sync), it closes the runtime while the loop can still run its closing."""
@@ -155,6 +176,7 @@ class StreamRuntime:
         self.closed = True
         if asyncio.current_task() is not self._lifetime:
             self._lifetime.cancel()
+        await self._close_parts()
         peers = list(self.peers)
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
         self.hubs.stop_all()
@@ -167,21 +189,37 @@ class StreamRuntime:
         if peers:
             logger.info("closed %d listener(s) on shutdown", len(peers))
 
+    async def _close_parts(self):
+        for part in reversed(list(self._parts.values())):
+            close = getattr(part, "close", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:  # the rest of the runtime must close all the same
+                logger.exception("closing the media runtime's %s failed", type(part).__name__)
+
     async def _finish_sends(self):
-        if self._pending:
-            _, late = await asyncio.wait(list(self._pending), timeout=SEND_GRACE_SECONDS)
-            for task in late:
-                task.cancel()
+        """Give the messages on their way out, those sent while closing included, SEND_GRACE_SECONDS
+        in all; cancel the rest and let them end, so that none is left pending on the loop."""
+        deadline = self.loop.time() + SEND_GRACE_SECONDS
+        while self._pending:
+            _, late = await asyncio.wait(list(self._pending), timeout=max(0.0, deadline - self.loop.time()))
+            if late and self.loop.time() >= deadline:
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late)
+                return
 
     def abandon(self):
         """Release what outlives the event loop, without it: for a runtime whose loop ended without
         closing it. Capture threads are stopped and the garbage-collector hook removed; its tasks
-        ended with the loop, and its sockets (peers, Redis) are left to the garbage collector."""
+        (its parts' too) ended with the loop, and its sockets (peers, Redis) are left to the garbage
+        collector."""
         self.closed = True
         for capture in self.captures.captures():
             capture.stop()
-        # LoopLagMonitor.stop() would cancel its task first, which a closed loop refuses.
-        self.loop_lag._gc.close()
+        self.loop_lag.abandon()
 
 
 _runtime = None  # the one runtime (see the module's docstring), open or closed with its loop

@@ -86,7 +86,7 @@ class ListenerSession:
         profile change that now refuses them ends the session as forbidden."""
         self.profile = profile
         self.profile_id = profile.pk  # what the stream's news is addressed by (its slug may be renamed)
-        self.slug = profile.slug  # the slug the listener came by (its URLs, its place in the limits)
+        self.slug = profile.slug  # the slug the listener came by (its URLs and log lines)
         self.address = address
         self.user = user
         self.key = key
@@ -112,7 +112,7 @@ class ListenerSession:
             raise RuntimeError("a session starts once")
         check_offer(offer)
         runtime = get_runtime()
-        seat = Seat(self.slug, self.address)
+        seat = Seat(self.profile_id, self.address)  # counted by the profile, whatever its slug becomes
         refusal = await runtime.admission.admit(seat, self.profile.max_listeners,
                                                 settings.RTC_MAX_LISTENERS_PER_ADDRESS)
         if refusal:

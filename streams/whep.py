@@ -27,11 +27,11 @@ are exempt from Django's CSRF check (which would refuse every one of them). That
 because nothing here acts on a cookie's authority: access comes from the Bearer key or the
 session URL (a random, unguessable capability), never from a signed-in user.
 """
+import asyncio
 import logging
 import secrets
 import time
-import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -64,14 +64,26 @@ class Resource:
     etag: str
 
 
-@dataclass(eq=False)
 class Sessions:
     """A process's WHEP sessions: the live ones, and those that ended by themselves within the
     last minute, so that a player's DELETE after it closed its own connection (which ends the
-    session at once, as whip-whep's stop() does) still gets its 200."""
+    session at once, as whip-whep's stop() does) still gets its 200. A part of the runtime
+    (StreamRuntime.part): its sessions end when the runtime closes."""
 
-    live: dict = field(default_factory=dict)  # session id -> Resource
-    recently_ended: dict = field(default_factory=dict)  # session id -> (slug, monotonic time, why)
+    def __init__(self, runtime):
+        self.live = {}  # session id -> Resource
+        self.recently_ended = {}  # session id -> (slug, monotonic time, why)
+
+    async def close(self):
+        """End every live session (the runtime closes), each giving back its peer, its place in
+        the listener limits and its channel, as a DELETE does."""
+        resources, self.live = list(self.live.values()), {}
+        results = await asyncio.gather(*(resource.session.end() for resource in resources), return_exceptions=True)
+        for resource, result in zip(resources, results):
+            if isinstance(result, Exception):
+                logger.error("%r: ending the WHEP session on shutdown failed", resource.session, exc_info=result)
+        if resources:
+            logger.info("ended %d WHEP session(s) on shutdown", len(resources))
 
     def ended(self, session_id, slug, why):
         self.live.pop(session_id, None)
@@ -81,12 +93,9 @@ class Sessions:
         self.recently_ended[session_id] = (slug, now, why)
 
 
-_sessions = weakref.WeakKeyDictionary()  # runtime -> Sessions
-
-
 def sessions():
-    """This process's WHEP sessions (bound, as the runtime, to the running loop)."""
-    return _sessions.setdefault(get_runtime(), Sessions())
+    """This process's WHEP sessions (a part of the running loop's runtime)."""
+    return get_runtime().part(Sessions)
 
 
 def resources():

@@ -10,7 +10,8 @@ its session (the peer lives in the worker that answered the POST). So:
   made-up id is a 404 at once and writes nothing to Redis: requests for workers that never were
   cannot pile up there;
 - each worker that holds WHEP sessions answers on a channel of the Channels layer named for it,
-  `whep.<worker>` (Desk.serve()), from its first session for as long as it runs;
+  `whep.<worker>` (Desk.serve()), from its first session until its runtime closes (its desk
+  is a part of the runtime: WorkerDesk);
 - a worker that gets a request for another's session sends it there with a reply channel of its
   own (Desk.forward()); the holder does what it would have done had the request come to it and
   sends back the response (status, headers, body). No answer within FORWARD_TIMEOUT_SECONDS
@@ -25,7 +26,6 @@ import logging
 import re
 import secrets
 import time
-import weakref
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
@@ -93,6 +93,7 @@ class Desk:
         self.worker_id = worker_id
         self._task = None
         self._answering = set()  # requests being answered (a bare task may be collected)
+        self._closed = False
 
     @property
     def serving(self):
@@ -100,8 +101,9 @@ class Desk:
 
     def serve(self, answer):
         """From now on, answer requests forwarded to this worker: `await answer(request)` returns
-        (status, headers, body). Once is enough; again after a failure starts it afresh."""
-        if self.serving:
+        (status, headers, body). Once is enough; again after a failure starts it afresh. Not
+        after close()."""
+        if self.serving or self._closed:
             return
         # In a context of its own: one inherited from a request would hold that request's thread
         # executor (asgiref), gone once its response is sent.
@@ -118,6 +120,11 @@ class Desk:
             pending.cancel()
         if self._answering:
             await asyncio.wait(list(self._answering))
+
+    async def close(self):
+        """Stop for good: answer nothing more, and leave no task behind."""
+        self._closed = True
+        await self.stop()
 
     async def forward(self, worker_id, request):
         """Have `worker_id` answer `request` (a dict of plain values); its (status, headers, body),
@@ -178,13 +185,14 @@ def _said_if_failed(task):
                      "again", exc_info=task.exception())
 
 
-_desks = weakref.WeakKeyDictionary()  # runtime (one per event loop) -> its Desk
+class WorkerDesk(Desk):
+    """This worker's Desk, on the Channels layer: a part of its runtime (StreamRuntime.part),
+    closed when the runtime closes."""
+
+    def __init__(self, runtime):
+        super().__init__(get_channel_layer(), runtime.worker_id)
 
 
 def desk():
-    """This worker's Desk (bound, as the runtime, to the running loop)."""
-    runtime = get_runtime()
-    found = _desks.get(runtime)
-    if found is None:
-        found = _desks[runtime] = Desk(get_channel_layer(), runtime.worker_id)
-    return found
+    """This worker's Desk (a part of the running loop's runtime)."""
+    return get_runtime().part(WorkerDesk)

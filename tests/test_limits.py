@@ -52,7 +52,7 @@ def test_local_admission_counts_seats_until_they_are_given_back():
 
     async def scenario():
         admission = LocalAdmission()
-        first, second, third = Seat("hall", "10.0.0.1"), Seat("hall", "10.0.0.2"), Seat("hall", "10.0.0.3")
+        first, second, third = Seat(1, "10.0.0.1"), Seat(1, "10.0.0.2"), Seat(1, "10.0.0.3")  # one profile's
         results = [await admission.admit(first, 2, 0), await admission.admit(second, 2, 0),
                    await admission.admit(third, 2, 0)]
         admission.left(first)

@@ -1,19 +1,23 @@
 """The one media runtime (streams/runtime.py) lives as long as the event loop that serves: closed
 once when serving ends, by serve's shutdown step or by the end of the loop; never dropped open
-when another loop asks for one."""
+when another loop asks for one. What lives and dies with it (its parts: WHEP sessions, the WHEP
+forwarding desk) is closed with it."""
 import asyncio
 import gc
 import logging
 import threading
+import time
 import types
 
 import pytest
+from django.test import AsyncClient
 
+from streams import whep, whepforward
 from streams.audio.capture import AudioCaptureManager
 from streams.runtime import close_runtime, get_runtime
 from tests import fake_pyaudiowpatch
-from tests.helpers import run
-from tests.waiting import wait_for
+from tests.helpers import AIORTC_OFFER, make_profile, run
+from tests.waiting import until, wait_for
 
 NO_DEVICE = "Nowhere: no such device"  # its capture thread keeps retrying until it is stopped
 
@@ -122,3 +126,105 @@ def test_serve_closes_the_runtime_once_at_shutdown(monkeypatch):
         return stops
 
     assert run(scenario()) == [1]  # and not again when the loop ended
+
+
+class Part:
+    """A part of a runtime that says when it was closed, and whether the runtime's hubs still ran then."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.hub_stops = counting_stops(runtime)
+        self.closed = []  # (its class's name, how many times the hubs had stopped) per close
+
+    async def close(self):
+        self.closed.append((type(self).__name__, len(self.hub_stops)))
+
+
+class LaterPart(Part):
+    pass
+
+
+def test_a_part_is_one_per_runtime_closed_with_it_and_new_in_the_next_runtime():
+    async def scenario():
+        runtime = get_runtime()
+        part = runtime.part(Part)
+        assert runtime.part(Part) is part and part.runtime is runtime
+        await close_runtime()
+        return part
+
+    part = run(scenario())
+    assert part.closed == [("Part", 0)]  # once: not again when the loop ended
+    assert run(scenario()) is not part
+
+
+def test_parts_close_newest_first_before_the_hubs_stop():
+    async def scenario():
+        runtime = get_runtime()
+        closed = []
+        first, later = runtime.part(Part), runtime.part(LaterPart)
+        first.closed = later.closed = closed
+        await close_runtime()
+        return closed
+
+    assert run(scenario()) == [("LaterPart", 0), ("Part", 0)]
+
+
+def test_a_closed_runtime_makes_no_new_part_and_keeps_those_it_had():
+    async def scenario():
+        runtime = get_runtime()
+        part = runtime.part(Part)
+        await close_runtime()
+        assert runtime.part(Part) is part  # for code still finishing on the loop
+        with pytest.raises(RuntimeError, match="closed: it makes no new LaterPart"):
+            runtime.part(LaterPart)
+
+    run(scenario())
+
+
+def session_tasks():
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("session-events")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_closing_the_runtime_ends_its_whep_sessions_and_gives_back_what_they_held():
+    make_profile("hall")
+
+    async def scenario():
+        runtime = get_runtime()
+        response = await AsyncClient().post("/whep/hall/", AIORTC_OFFER, content_type="application/sdp")
+        assert response.status_code == 201
+        assert (len(whep.resources()), len(runtime.peers), runtime.admission.seats_held) == (1, 1, 1)
+        await close_runtime()
+        return len(whep.resources()), len(runtime.peers), runtime.admission.seats_held, len(session_tasks())
+
+    assert run(scenario()) == (0, 0, 0, 0)
+
+
+def whepforward_tasks():
+    """The loop's unfinished tasks running code of streams/whepforward.py."""
+    return [task for task in asyncio.all_tasks() if not task.done()
+            and task.get_coro().cr_code.co_filename == whepforward.__file__]
+
+
+def test_closing_the_runtime_stops_its_whep_forwarding_desk_and_the_answers_it_was_making():
+    async def scenario():
+        runtime = get_runtime()
+        desk = whepforward.desk()
+        asked = asyncio.Event()
+
+        async def answer(request):  # still answering when the runtime closes
+            asked.set()
+            await asyncio.Event().wait()
+
+        desk.serve(answer)
+        await desk.layer.send(whepforward.inbox(runtime.worker_id),
+                              {"type": whepforward.REQUEST, "request": {}, "reply_to": "nobody",
+                               "deadline": time.time() + whepforward.FORWARD_TIMEOUT_SECONDS})
+        await until(asked.is_set, 5, "the desk to take the forwarded request")
+        assert len(whepforward_tasks()) == 2  # receiving, answering
+        await close_runtime()
+        left = whepforward_tasks()
+        desk.serve(answer)  # a late WHEP session on the closed runtime starts it no more
+        return left, desk.serving, whepforward.desk() is desk
+
+    assert run(scenario()) == ([], False, True)

@@ -36,14 +36,16 @@ def listener_refusal(*, stream_listeners, stream_max, address_listeners, address
 class Seat:
     """A listener's place in a stream, taken before its peer is made and given back when it goes."""
 
-    slug: str
+    # What the place counts towards: the profile's primary key, not its slug, which an operator
+    # may rename while the listener stays; "*" for a signaling socket (counted per address only).
+    profile_id: int | str
     address: str
 
 
 def local_refusal(seat, held, stream_max, address_max):
     """listener_refusal for a new `seat`, counting the seats already `held` in this process."""
     return listener_refusal(
-        stream_listeners=sum(1 for s in held if s.slug == seat.slug), stream_max=stream_max,
+        stream_listeners=sum(1 for s in held if s.profile_id == seat.profile_id), stream_max=stream_max,
         address_listeners=sum(1 for s in held if s.address == seat.address), address_max=address_max,
     )
 

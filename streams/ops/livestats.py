@@ -10,10 +10,14 @@ stream starts, stops or changes state (`SnapshotPublisher`, run by streams/runti
 every other thread reads only that.
 
 Multi-process mode (REDIS_URL): each worker also keeps its snapshot in Redis
-(`rtc:snapshot:<process>`, a few seconds' TTL) for whichever worker answers /metrics; the media
-owner's figures are its per-stream stats (`rtc:stats:<stream>`, streams/relay/owner.py). Admin
-and `manage.py stats` add up listeners over every worker's admission counts
-(`rtc:listeners:<worker>`) and take bitrates from the owner.
+(`rtc:snapshot:<process>`, a few seconds' TTL) for whichever worker answers /metrics, and so does
+the media owner (`rtc:snapshot:owner`, streams/relay/owner.py). Admin and `manage.py stats` add up
+listeners over every worker's admission counts (`rtc:listeners:<worker>`) and take each stream's
+bitrate and source alarm from the owner's snapshot: the same figures /metrics shows, read the
+same way as one process's own snapshot.
+
+A profile's row goes by its primary key, as its listener limits do: an operator may rename its
+slug while listeners stay, and those who came by the old one are still its listeners.
 """
 import asyncio
 import dataclasses
@@ -28,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_SECONDS = 1.0
 SNAPSHOT_PREFIX = "rtc:snapshot:"  # per process: its latest ProcessSnapshot as JSON
+OWNER = "owner"  # the media owner's process label (its snapshot: SNAPSHOT_PREFIX + OWNER)
 SNAPSHOT_TTL_SECONDS = 5
 REDIS_TIMEOUT_SECONDS = 1.0
 
@@ -63,6 +68,7 @@ class VariantSnapshot:
     silence_frames: int  # made up while the device was gone
     timeline_jumps: int
     capture_to_send_ms: tuple | None  # (p50, p99, max) over the last minute's captured frames
+    profile_id: int | None = None  # the profile's primary key (None: a stream of no profile, in tests and benches)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,10 +136,10 @@ def take(runtime, process):
 def take_owner(hubs, captures, loop_lag=None):
     """The media owner's figures at this moment (on its event loop), from its streams' hubs, its
     AudioCaptureManager and, if it has one, its LoopLagMonitor. An owner that keeps this in
-    Redis (to_json, under SNAPSHOT_PREFIX + "owner") while it holds the lock shows its capture
-    states, alarms, restarts and loop in /metrics; without it, /metrics reads its stats."""
+    Redis (to_json, under SNAPSHOT_PREFIX + OWNER) while it holds the lock shows its capture
+    states, alarms, restarts and loop in /metrics, and its bitrates and alarms in admin."""
     captures = captures_of(captures)
-    return ProcessSnapshot(process="owner", role="owner", taken_at=time.time(), variants=variants_of(hubs, captures),
+    return ProcessSnapshot(process=OWNER, role="owner", taken_at=time.time(), variants=variants_of(hubs, captures),
                            captures=captures, loop=None if loop_lag is None else loop_figures(loop_lag))
 
 
@@ -181,6 +187,7 @@ def variant_of(hub, capture_states=None):
         silence_frames=timing["silence_frames"],
         timeline_jumps=timing["timeline_jumps"],
         capture_to_send_ms=None if delays is None else (delays["p50"], delays["p99"], delays["max"]),
+        profile_id=config.profile_id,
     )
 
 
@@ -316,29 +323,67 @@ def owner_snapshot(stats):
 # --- admin and `manage.py stats` -----------------------------------------------------------
 
 
+def by_profile():
+    """{profile: {"listeners": n, "variants": [{"codec", "channels", "bitrate", "alarm"}, ...]}},
+    from any thread, `profile` being the profile's primary key (a stream of no profile, in tests
+    and benches: its slug). Unavailable when Redis (multi-process mode) does not answer."""
+    return _by_profile()[0]
+
+
 def collect():
-    """{slug: {"listeners": n, "variants": [{"codec", "channels", "bitrate"}, ...]}}, from any
-    thread; Unavailable when Redis (multi-process mode) does not answer."""
+    """by_profile() under each stream's slug, as `manage.py stats` prints it: the slug its stream
+    plays under now (the newest, while listeners move to a renamed one), else the profile's own."""
+    stats, slugs = _by_profile()
+    unnamed = [profile for profile in stats if profile not in slugs]
+    if unnamed:  # listeners whose stream does not play now (the owner is away)
+        from ..models import StreamProfile
+
+        slugs.update(StreamProfile.objects.filter(pk__in=unnamed).values_list("pk", "slug"))
+    named = {}
+    for profile, row in stats.items():
+        slug = slugs.get(profile, str(profile))  # (a profile deleted meanwhile: its number)
+        add(named, slug, row["listeners"])
+        for variant in row["variants"]:
+            add(named, slug, variant=variant)
+    return named
+
+
+def _by_profile():
+    """(by_profile(), {profile: the slug its stream plays under})."""
     if settings.REDIS_URL:
         return _from_redis(settings.REDIS_URL)
     from ..runtime import current_runtime
 
     runtime = current_runtime()
-    return rows(runtime.snapshot if runtime else None)
+    return _add_snapshot(runtime.snapshot if runtime else None, {}, {})
 
 
-def rows(snapshot):
-    """Admin's rows of a process snapshot (None: nothing published yet, nothing plays)."""
-    stats = {}
+def _add_snapshot(snapshot, stats, slugs):
+    """Add the figures of the snapshot of the process that encodes (one process's, or the media
+    owner's; None: nothing published yet) to `stats` by profile, naming each row after its newest
+    stream in `slugs`; listeners too, unless it is the owner's (its hubs' one subscriber is its
+    publisher: listeners are the workers'). Returns (stats, slugs)."""
     for variant in snapshot.variants if snapshot else ():
-        add(stats, variant.profile, variant.listeners,
-            {"codec": variant.codec, "channels": variant.channels, "bitrate": variant.bitrate, "alarm": variant.alarm})
-    return stats
+        listeners = 0 if snapshot.role == "owner" else variant.listeners
+        add(stats, profile_of(variant), listeners, variant_row(variant))
+        slugs[profile_of(variant)] = variant.profile
+    return stats, slugs
 
 
-def add(stats, slug, listeners=0, variant=None):
-    """Count `listeners` and a variant ({"codec", "channels", "bitrate"}) towards `slug`'s row."""
-    row = stats.setdefault(slug, {"listeners": 0, "variants": []})
+def profile_of(variant):
+    """What a VariantSnapshot's figures count towards: its profile's primary key, or for a stream
+    of no profile (tests, benches) its slug."""
+    return variant.profile_id if variant.profile_id is not None else variant.profile
+
+
+def variant_row(variant):
+    """What admin shows of a variant that encodes."""
+    return {"codec": variant.codec, "channels": variant.channels, "bitrate": variant.bitrate, "alarm": variant.alarm}
+
+
+def add(stats, profile, listeners=0, variant=None):
+    """Count `listeners` and a variant ({"codec", "channels", "bitrate", "alarm"}) towards `profile`'s row."""
+    row = stats.setdefault(profile, {"listeners": 0, "variants": []})
     row["listeners"] += listeners
     if variant is not None:
         row["variants"].append(variant)
@@ -346,32 +391,44 @@ def add(stats, slug, listeners=0, variant=None):
 
 
 def _from_redis(url):
+    """Listeners from every worker's admission counts; the variants, their bitrates and alarms
+    from the media owner's snapshot (none while no owner publishes one)."""
     import redis
 
     from ..relay import wire
 
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
-    stats = {}
     try:
-        for key in client.scan_iter(match=wire.LISTENERS_PREFIX + "*", count=500):
-            for slug, count in client.hgetall(key).items():
-                add(stats, slug, int(count))
-        for key in client.scan_iter(match=wire.STATS_PREFIX + "*", count=500):
-            variant = client.hgetall(key)
-            if "slug" in variant:
-                add(stats, variant["slug"], variant={"codec": variant["codec"], "channels": int(variant.get("channels", 0)),
-                                                     "bitrate": int(variant["bitrate"])})
+        counts = [client.hgetall(key) for key in client.scan_iter(match=wire.LISTENERS_PREFIX + "*", count=500)]
+        owner = client.get(SNAPSHOT_PREFIX + OWNER)
     except redis.RedisError as error:
         raise Unavailable(f"Redis at {url} does not answer ({error})") from None
     finally:
         client.close()
-    return stats
+    stats = {}
+    for worker in counts:
+        for profile, count in worker.items():
+            if profile.isdigit():  # else a worker of an older version, which counted by slug
+                add(stats, int(profile), int(count))
+    return _add_snapshot(_owner_snapshot(owner), stats, {})
 
 
-def describe_profile(slug):
-    """The admin's one line for a profile, or why there is none."""
+def _owner_snapshot(text):
+    """The media owner's snapshot as Redis holds it; None if there is none (no owner holds the
+    lock) or it is not one this version reads."""
+    if text is None:
+        return None
     try:
-        return describe(collect().get(slug))
+        return from_json(text)
+    except ValueError as error:
+        logger.warning("ignoring the media owner's snapshot (%s)", error)
+        return None
+
+
+def describe_profile(profile):
+    """The admin's one line for a profile (its primary key), or why there is none."""
+    try:
+        return describe(by_profile().get(profile))
     except Unavailable as error:
         return f"unknown: {error}"
 

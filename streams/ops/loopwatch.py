@@ -89,5 +89,12 @@ class LoopLagMonitor:
                     self._every_minute()
 
     def stop(self):
+        """Stop measuring. On its loop, while the loop is open."""
         self._task.cancel()
+        self._gc.close()
+
+    def abandon(self):
+        """Stop, once its loop has ended without stopping it: its task ended with the loop (a closed
+        loop refuses to cancel it), and the garbage-collector hook, which would outlive the loop,
+        is removed. From any thread."""
         self._gc.close()

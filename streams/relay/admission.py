@@ -1,7 +1,8 @@
 """Listener limits over every worker: counts per stream and per client address, kept in Redis.
 
-Each worker counts its own listeners in `rtc:listeners:<worker>` ({slug: n}; admin and
-`manage.py stats` add these up) and `rtc:addresses:<worker>` ({address: n}), with a few
+Each worker counts its own listeners in `rtc:listeners:<worker>` ({profile pk: n}, by the
+profile's primary key: a slug may be renamed while its listeners stay; admin and `manage.py
+stats` add these up) and `rtc:addresses:<worker>` ({address: n}), with a few
 seconds' TTL that it renews every second, so a worker that dies stops counting; it lists
 itself in `rtc:workers`. Admitting a listener is one Lua script: it adds up every live
 worker's counts and counts the listener here only if both are under their limits, so two
@@ -31,7 +32,7 @@ RENEW_SECONDS = 1.0
 REDIS_TIMEOUT_SECONDS = 1.0  # a joining listener waits at most this long for Redis, then local limits apply
 
 # KEYS: workers set, this worker's listeners, this worker's addresses.
-# ARGV: listeners prefix, addresses prefix, this worker, slug, address, stream max, address max, TTL.
+# ARGV: listeners prefix, addresses prefix, this worker, profile pk, address, stream max, address max, TTL.
 # The rule is listener_refusal's: a max of 0 means no limit.
 ADMIT = """
 local stream_total, address_total = 0, 0
@@ -56,7 +57,7 @@ redis.call('SADD', KEYS[1], ARGV[3])
 return {1, stream_total, address_total}
 """
 
-# KEYS: this worker's listeners, this worker's addresses. ARGV: slug, address.
+# KEYS: this worker's listeners, this worker's addresses. ARGV: profile pk, address.
 RELEASE = """
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
@@ -90,7 +91,7 @@ class ClusterAdmission:
             try:
                 admitted, stream_total, address_total = await self._admit(
                     keys=[self._names.workers, self._listeners_key, self._addresses_key],
-                    args=[self._names.streams, self._names.addresses, self._worker_id, seat.slug,
+                    args=[self._names.streams, self._names.addresses, self._worker_id, seat.profile_id,
                           seat.address, stream_max or 0, address_max or 0, TTL_SECONDS],
                 )
             except RedisError as error:
@@ -111,7 +112,7 @@ class ClusterAdmission:
         if seat not in self._counted or self._closed:
             return
         self._counted.discard(seat)
-        task = asyncio.get_running_loop().create_task(self._uncount(seat.slug, seat.address, self._rewrites))
+        task = asyncio.get_running_loop().create_task(self._uncount(seat.profile_id, seat.address, self._rewrites))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -120,13 +121,13 @@ class ClusterAdmission:
         """This worker's admitted listeners."""
         return len(self._counted)
 
-    async def _uncount(self, slug, address, rewrites):
+    async def _uncount(self, profile_id, address, rewrites):
         """Uncount a listener that left when `rewrites` rewrites had been made."""
         async with self._lock:
             if self._dirty or self._rewrites != rewrites:
                 return  # the counts will be, or were since it left, written again whole without it
             try:
-                await self._release(keys=[self._listeners_key, self._addresses_key], args=[slug, address])
+                await self._release(keys=[self._listeners_key, self._addresses_key], args=[profile_id, address])
             except RedisError as error:
                 logger.warning("cannot uncount a listener in Redis (%s); recounting when it answers", error)
                 self._dirty = True
@@ -161,7 +162,7 @@ class ClusterAdmission:
         self._rewrites += 1  # from here on, the counts written are those of _counted now
         streams, addresses = {}, {}
         for seat in self._counted:
-            streams[seat.slug] = streams.get(seat.slug, 0) + 1
+            streams[seat.profile_id] = streams.get(seat.profile_id, 0) + 1
             addresses[seat.address] = addresses.get(seat.address, 0) + 1
         pipe.delete(self._listeners_key, self._addresses_key)
         if streams:

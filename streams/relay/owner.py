@@ -276,9 +276,10 @@ class MediaOwner:
                      "frames": json.dumps(stream.hub.timing.summary())}
             await self._redis.hset(wire.STATS_PREFIX + key, mapping=stats)
             await self._redis.expire(wire.STATS_PREFIX + key, STATS_TTL_SECONDS)
-        # The owner's whole picture at one moment (captures, alarms, restarts), for /metrics.
+        # The owner's whole picture at one moment (captures, alarms, restarts): what /metrics and
+        # admin show of its streams.
         snapshot = livestats.take_owner([stream.hub for stream in self.streams.values()], self.captures)
-        await self._redis.set(livestats.SNAPSHOT_PREFIX + "owner", livestats.to_json(snapshot),
+        await self._redis.set(livestats.SNAPSHOT_PREFIX + livestats.OWNER, livestats.to_json(snapshot),
                               ex=livestats.SNAPSHOT_TTL_SECONDS)
 
     def _stop_all(self):
