@@ -55,6 +55,10 @@ def http_stream_config(config):
                                opus_application="audio")
 
 
+PER_LISTENER_REFUSAL = ("This server encodes for each WebRTC listener (RTC_ENCODE_PER_LISTENER, a benchmark's "
+                        "baseline) and serves no Ogg stream.")
+
+
 def response_headers(response):
     response["Cache-Control"] = "no-cache, no-store"  # live, and the URL may carry the secret key
     response["X-Accel-Buffering"] = "no"  # nginx in front: pass each page on at once
@@ -70,6 +74,8 @@ async def ogg_stream(request, slug):
         raise Http404(not_found_message(slug))  # as the listen page: nothing says which streams exist
     if request.method == "HEAD":
         return response_headers(HttpResponse(content_type=CONTENT_TYPE))
+    if settings.RTC_ENCODE_PER_LISTENER and not settings.REDIS_URL:  # its hubs hand out raw frames
+        return HttpResponse(PER_LISTENER_REFUSAL, status=503, content_type="text/plain; charset=utf-8")
     runtime = get_runtime()
     seat = Seat(profile.pk, request.META.get("REMOTE_ADDR", "?"))  # by the profile: its slug may be renamed
     refusal = await runtime.admission.admit(seat, profile.max_listeners, settings.RTC_MAX_LISTENERS_PER_ADDRESS)

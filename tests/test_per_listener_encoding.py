@@ -205,3 +205,17 @@ def test_a_per_listener_whep_session_follows_a_change_and_leaves_nothing_behind(
     assert abs(dominant_frequency(after[:, 0], rate) - 660) <= 5
     assert holding == {**NOTHING, "peers": 1, "seats": 1, "sessions": 1, "tasks": 1, "hubs": 1}  # one hub: the new
     assert released == NOTHING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ogg_stream_says_it_is_not_served_in_per_listener_mode(settings):
+    settings.RTC_ENCODE_PER_LISTENER = True
+    make_profile("raw-ogg", sine_frequency=440)
+
+    async def scenario():
+        status, _, text = await async_http()("GET", "/stream/raw-ogg.ogg")
+        return status, text, get_runtime().hubs.running()
+
+    status, text, hubs = run(scenario())
+    assert status == 503 and "RTC_ENCODE_PER_LISTENER" in text
+    assert not hubs  # refused before any stream started
