@@ -43,7 +43,7 @@ from bench.janus_client import MOUNTPOINT_ID, JanusSwarms  # noqa: E402
 from bench.listeners import delivery, keeps_up, machine_busy_seconds, prepare_database, proc_cpu_seconds, proc_status  # noqa: E402
 from bench.swarm import Swarms  # noqa: E402
 from tests.rigs.daphne import DaphneServer, free_port  # noqa: E402
-from tests.rigs.process import ServerProcess, accepts_tcp  # noqa: E402
+from tests.rigs.process import ServerProcess, accepts_tcp, stop_process  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 SHIM_SOURCE = PROJECT / "bench" / "janus_loopback_shim.c"
@@ -197,13 +197,7 @@ class FfmpegOpusSource:
         return self
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class JanusServer(ServerProcess):

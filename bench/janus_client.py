@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import secrets
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,15 +33,7 @@ KEEPALIVE_SECONDS = 25  # Janus ends a session silent for session_timeout (60 s)
 class JanusSwarms(swarm.Swarms):
     """bench.swarm.Swarms, its client processes running this file."""
 
-    def __init__(self, urls, count, seconds, swarm_size=50):
-        self.seconds = seconds
-        self.processes = []
-        for index, start in enumerate(range(0, count, swarm_size)):
-            command = [sys.executable, os.path.abspath(__file__), "--url", urls[index % len(urls)],
-                       "--count", str(min(swarm_size, count - start)), "--seconds", str(seconds)]
-            self.processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                   text=True, stderr=subprocess.DEVNULL))
-        self.connected = sum(json.loads(p.stdout.readline())["connected"] for p in self.processes)
+    client = os.path.abspath(__file__)
 
 
 def loopback_only(offer_sdp):
@@ -119,6 +110,5 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    # bench.swarm.main makes its listeners by this name: its protocol and counting, Janus's signaling.
-    swarm.CountingListener = JanusListener
-    asyncio.run(swarm.main(args.url, args.count, args.seconds, args.concurrency))
+    # bench.swarm's protocol and counting, Janus's signaling.
+    asyncio.run(swarm.main(args.url, args.count, args.seconds, args.concurrency, JanusListener))

@@ -26,7 +26,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,55 +34,48 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from bench.listeners import machine_busy_seconds, prepare_database, proc_cpu_seconds, proc_status  # noqa: E402
-from bench.swarm import LATE_MS, Swarms  # noqa: E402
+from bench.listeners import delivery, keeps_up, machine_busy_seconds, prepare_database, proc_cpu_seconds, proc_status  # noqa: E402
+from bench.swarm import LATE_MS, Swarms, run_swarm  # noqa: E402
 from tests.rigs.daphne import DaphneServer  # noqa: E402
 
 NTP_OFFSET_SECONDS = 2_208_988_800  # aiortc stamps arrivals in ms since 1900 (NTP), time.time() since 1970
 
 
 class OggSwarms(Swarms):
-    """Client processes of Ogg listeners, driven as bench/swarm.py's Swarms are (the same protocol)."""
+    """Client processes of Ogg listeners of the server on `port`, driven as bench/swarm.py's Swarms
+    are (the same protocol): this file run with --swarm."""
 
     def __init__(self, port, count, seconds, swarm_size=50):
-        self.seconds = seconds
-        self.processes = []
-        for start in range(0, count, swarm_size):
-            command = [sys.executable, os.path.abspath(__file__), "--swarm", "--port", str(port),
-                       "--count", str(min(swarm_size, count - start)), "--seconds", str(seconds)]
-            self.processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                   text=True, stderr=subprocess.DEVNULL))
-        self.connected = sum(json.loads(p.stdout.readline())["connected"] for p in self.processes)
+        super().__init__([port], count, seconds, swarm_size)
+
+    def client_command(self, port, count, seconds):
+        return [sys.executable, os.path.abspath(__file__), "--swarm", "--port", str(port),
+                "--count", str(count), "--seconds", str(seconds)]
 
 
-async def ogg_swarm(port, count, seconds):
-    """The child: `count` Ogg clients; after "go", counts over `seconds` per client: real packets,
-    concealment packets (lost to it), and packets more than LATE_MS after their due time."""
-    from tests.rigs.ogg_http import OggHttpClient
+class OggCountingListener:
+    """A listener of /stream/default.ogg for bench.swarm.run_swarm: over the window it counts real
+    packets, concealment packets (lost to it), and packets more than LATE_MS after their due time."""
 
-    clients = [OggHttpClient(port, "/stream/default.ogg") for _ in range(count)]
-    gate = asyncio.Semaphore(8)
+    def __init__(self, port):
+        from tests.rigs.ogg_http import OggHttpClient
 
-    async def open_one(client):
-        async with gate:
-            try:
-                await client.open()
-                return client.status == 200
-            except Exception as error:  # reported as a count, the benchmark goes on
-                print(f"open failed: {error!r}", file=sys.stderr)
-                return False
+        self.client = OggHttpClient(port, "/stream/default.ogg")
+        self.window_start = 0
 
-    ok = await asyncio.gather(*(open_one(client) for client in clients))
-    connected = [client for client, good in zip(clients, ok) if good]
-    print(json.dumps({"connected": len(connected), "failed": count - len(connected)}), flush=True)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.readline)
-    starts = [len(client.pages) for client in connected]
-    await asyncio.sleep(seconds)
-    stats = [window_stats(client.pages[start:]) for client, start in zip(connected, starts)]
-    print(json.dumps({"listeners": stats}), flush=True)
-    await loop.run_in_executor(None, sys.stdin.readline)
-    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+    async def connect(self):
+        await self.client.open()
+        if self.client.status != 200:
+            raise ConnectionError(f"HTTP {self.client.status}")
+
+    def reset(self):
+        self.window_start = len(self.client.pages)
+
+    def stats(self):
+        return window_stats(self.client.pages[self.window_start:])
+
+    async def close(self):
+        await self.client.close()
 
 
 def window_stats(pages):
@@ -116,14 +108,13 @@ def run_step(server, kind, count, seconds, swarm_size):
     machine = machine_busy_seconds() - busy_start
     rss = proc_status(pid)["rss_mb"]
     swarms.close()
-    packets, lost = totals["packets"], totals["lost"]
+    packets = totals["packets"]
     row = {
         "kind": kind, "listeners": count, "connected": swarms.connected,
         "cpu_per_second": cpu / wall,
         "cpu_us_per_listener_packet": 1e6 * cpu / packets if packets else None,
         "cpu_ms_per_listener_second": 1e3 * cpu / wall / count,
-        "received_ratio": packets / totals["expected"] if totals["expected"] else 0,
-        "late_or_lost_percent": 100 * (totals["late"] + lost) / max(packets + lost, 1),
+        **delivery(totals),
         "clients_cpu_per_second": clients_cpu / wall, "machine_cpu_per_second": machine / wall, "rss_mb": rss,
     }
     print(f"{kind:>6}  N={count:>4}  connected={row['connected']:>4}  cpu={row['cpu_per_second']:.3f} s/s  "
@@ -132,12 +123,6 @@ def run_step(server, kind, count, seconds, swarm_size):
           f"late+lost={row['late_or_lost_percent']:.2f}%  rss={rss:.0f} MB  clients cpu={clients_cpu / wall:.2f} s/s  "
           f"machine cpu={machine / wall:.2f}/{os.cpu_count()}  {'ok' if keeps_up(row) else 'FAILS'}", flush=True)
     return row
-
-
-def keeps_up(row):
-    """As bench/listeners.py: every listener connected, >= 99.5 % of packets, < 0.5 % late or lost."""
-    return (row["connected"] == row["listeners"] and row["received_ratio"] >= 0.995
-            and row["late_or_lost_percent"] < 0.5)
 
 
 async def delivery_probe(server, seconds):
@@ -159,7 +144,7 @@ async def delivery_probe(server, seconds):
     await http.close()
     await webrtc.close()
     rtp = {}
-    for arrived_ms, _, _, payload in webrtc.heard.packets:
+    for arrived_ms, _, _, payload, _ in webrtc.heard.packets:
         rtp.setdefault(payload, []).append(arrived_ms)
     differences = []
     for arrived, page in http.pages[2:]:
@@ -193,7 +178,7 @@ def main():
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.swarm:
-        return asyncio.run(ogg_swarm(args.port, args.count, args.seconds))
+        return asyncio.run(run_swarm([OggCountingListener(args.port) for _ in range(args.count)], args.seconds))
     print("command:", shlex.join([".venv/bin/python", "bench/ogg.py", *sys.argv[1:]]))
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f} at start")

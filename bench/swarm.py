@@ -29,17 +29,23 @@ PACKETS_PER_SECOND = 50
 
 class Swarms:
     """The parent's side: client processes of `swarm_size` listeners each, `count` in all,
-    spread in turn over `urls`, driven together through the protocol above."""
+    spread in turn over `urls`, driven together through the protocol above. A subclass whose
+    clients are other listeners names their program (`client`) or their whole command."""
+
+    client = os.path.abspath(__file__)  # the program of the client processes
 
     def __init__(self, urls, count, seconds, swarm_size=50):
         self.seconds = seconds
         self.processes = []
         for index, start in enumerate(range(0, count, swarm_size)):
-            command = [sys.executable, os.path.abspath(__file__), "--url", urls[index % len(urls)],
-                       "--count", str(min(swarm_size, count - start)), "--seconds", str(seconds)]
+            command = self.client_command(urls[index % len(urls)], min(swarm_size, count - start), seconds)
             self.processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                    text=True, stderr=subprocess.DEVNULL))
         self.connected = sum(json.loads(p.stdout.readline())["connected"] for p in self.processes)
+
+    def client_command(self, url, count, seconds):
+        """One client process: `count` listeners of `url`."""
+        return [sys.executable, self.client, "--url", url, "--count", str(count), "--seconds", str(seconds)]
 
     @property
     def pids(self):
@@ -115,9 +121,15 @@ class CountingListener:
             await self.ws.close()
 
 
-async def main(url, count, seconds, concurrency):
+async def main(url, count, seconds, concurrency, listener_class=CountingListener):
+    """A client process: `count` listeners of `url` (their candidates on loopback only)."""
     restrict_host_addresses(["127.0.0.1"])
-    listeners = [CountingListener(url) for _ in range(count)]
+    await run_swarm([listener_class(url) for _ in range(count)], seconds, concurrency)
+
+
+async def run_swarm(listeners, seconds, concurrency=8):
+    """The client's side of the protocol above, for listeners that connect(), reset() their
+    counts, give their stats() over the window and close(): CountingListener and its kind."""
     gate = asyncio.Semaphore(concurrency)
 
     async def connect(listener):
@@ -131,7 +143,7 @@ async def main(url, count, seconds, concurrency):
 
     results = await asyncio.gather(*(connect(listener) for listener in listeners))
     connected = [listener for listener, ok in zip(listeners, results) if ok]
-    print(json.dumps({"connected": len(connected), "failed": count - len(connected)}), flush=True)
+    print(json.dumps({"connected": len(connected), "failed": len(listeners) - len(connected)}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for listener in connected:
         listener.reset()

@@ -28,8 +28,7 @@ sys.path.insert(0, str(PROJECT))
 from bench.listeners import delivery, keeps_up, machine_busy_seconds, prepare_database, proc_cpu_seconds  # noqa: E402
 from bench.swarm import Swarms  # noqa: E402
 from bench.transport import redis_pid  # noqa: E402
-from tests.rigs.daphne import DaphneServer  # noqa: E402
-from tests.rigs.owner import MediaOwnerProcess  # noqa: E402
+from tests.rigs.owner import owner_and_workers  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")  # cgroup v1 cpu controller (this machine's)
@@ -97,32 +96,31 @@ def main(argv=None, script="bench/workers.py"):
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if args.worker_cpu:
         print(f"each worker capped at {args.worker_cpu} of a core (cgroup cpu.cfs_quota_us)")
-    env = {"REDIS_URL": REDIS_URL, "RTC_LOG_LEVEL": "WARNING", "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_MAX_SOCKETS_PER_ADDRESS": "0"}
+    env = {"RTC_LOG_LEVEL": "WARNING", "RTC_MAX_LISTENERS_PER_ADDRESS": "0", "RTC_MAX_SOCKETS_PER_ADDRESS": "0"}
     with tempfile.TemporaryDirectory() as workdir:
         db = prepare_database(workdir)
         for worker_count in [int(n) for n in args.workers.split(",")]:
-            owner = MediaOwnerProcess(db, Path(workdir) / "owner.log", REDIS_URL, extra_env={"RTC_LOG_LEVEL": "INFO"})
-            owner.start()
-            workers = [DaphneServer(db, Path(workdir) / f"w{i}.log", extra_env=env).start() for i in range(worker_count)]
-            caps = [CpuCap(w.process.pid, args.worker_cpu) for w in workers] if args.worker_cpu else []
+            caps = []
             try:
-                for count in [int(n) for n in args.steps.split(",")]:
-                    row = run_step(workers, owner, count, args.seconds, args.swarm_size)
-                    cpu = row["cpu"]
-                    worker_cpu = " ".join(f"{name}={value:.2f}" for name, value in cpu.items() if name.startswith("worker"))
-                    print(f"workers={worker_count} N={count:>4} connected={row['connected']:>4}  {worker_cpu}  "
-                          f"owner={cpu['owner']:.3f}  redis={cpu['redis']:.3f}  machine={row['machine_cpu']:.2f}/"
-                          f"{os.cpu_count()}  received={100 * row['received_ratio']:.1f}%  "
-                          f"late+lost={row['late_or_lost_percent']:.2f}% (late {row['late']}, lost {row['lost']})  "
-                          f"frames the owner made late {row['owner_late_frames']}  "
-                          f"{'ok' if row['ok'] else 'FAILS'}", flush=True)
-                    if not row["ok"]:
-                        break
-                    time.sleep(2)
+                with owner_and_workers(db, workdir, REDIS_URL, worker_count, owner_env={"RTC_LOG_LEVEL": "INFO"},
+                                       worker_env=env) as (owner, workers):
+                    if args.worker_cpu:
+                        caps = [CpuCap(w.process.pid, args.worker_cpu) for w in workers]
+                    for count in [int(n) for n in args.steps.split(",")]:
+                        row = run_step(workers, owner, count, args.seconds, args.swarm_size)
+                        cpu = row["cpu"]
+                        worker_cpu = " ".join(f"{name}={value:.2f}" for name, value in cpu.items() if name.startswith("worker"))
+                        print(f"workers={worker_count} N={count:>4} connected={row['connected']:>4}  {worker_cpu}  "
+                              f"owner={cpu['owner']:.3f}  redis={cpu['redis']:.3f}  machine={row['machine_cpu']:.2f}/"
+                              f"{os.cpu_count()}  received={100 * row['received_ratio']:.1f}%  "
+                              f"late+lost={row['late_or_lost_percent']:.2f}% (late {row['late']}, lost {row['lost']})  "
+                              f"frames the owner made late {row['owner_late_frames']}  "
+                              f"{'ok' if row['ok'] else 'FAILS'}", flush=True)
+                        if not row["ok"]:
+                            break
+                        time.sleep(2)
             finally:
-                for process in (*workers, owner):
-                    process.stop()
-                for cap in caps:
+                for cap in caps:  # once the workers have exited
                     cap.remove()
 
 

@@ -23,11 +23,25 @@ def run(coroutine, timeout=90):
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
 
-def counted_listeners(redis_client, slug):
-    """Listeners of `slug` as every worker has counted them in Redis (streams/relay/admission.py)."""
+async def refusal_of(listener):
+    """Connect `listener` (a tests/listener.py Listener) and close it again: the server's refusal
+    ("too-many-listeners: …"), or None if it let the listener in."""
+    try:
+        await listener.connect()
+        return None
+    except ConnectionError as error:
+        return str(error)
+    finally:
+        await listener.close()
+
+
+def counted_listeners(redis_client, profile_id):
+    """Listeners of the profile `profile_id` (its primary key) as every worker has counted them
+    in Redis (streams/relay/admission.py)."""
     from streams.relay import wire
 
-    return sum(int(redis_client.hget(key, slug) or 0) for key in redis_client.scan_iter(wire.LISTENERS_PREFIX + "*"))
+    return sum(int(redis_client.hget(key, str(profile_id)) or 0)
+               for key in redis_client.scan_iter(wire.LISTENERS_PREFIX + "*"))
 
 
 def live_opus_kbps(admin_page, listeners):
@@ -46,8 +60,16 @@ def assert_same_packets(a, b, at_least):
     start = [p[3] for p in a].index(b[0][3])
     origin_shift = (b[0][2] - a[start][2]) % (1 << 32)
     a_by_time = {p[2]: p[3] for p in a}
-    pairs = [(a_by_time[(ts - origin_shift) % (1 << 32)], payload) for _, _, ts, payload in b
+    pairs = [(a_by_time[(ts - origin_shift) % (1 << 32)], payload) for _, _, ts, payload, *_ in b
              if (ts - origin_shift) % (1 << 32) in a_by_time]
     assert len(pairs) >= at_least
     assert all(ours == theirs for ours, theirs in pairs)
     assert set(np.diff([p[2] for p in b]) % (1 << 32)) == {960}
+
+
+def save_profile(profile, **fields):
+    """Change fields of a saved profile, validated as admin would, and save it."""
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    profile.full_clean()
+    profile.save()

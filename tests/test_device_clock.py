@@ -91,16 +91,18 @@ async def take_frames(seconds, rate, jitter, during=None):
 @pytest.mark.parametrize("rate", [48_048, 47_952], ids=["0.1% fast", "0.1% slow"])
 def test_frames_follow_a_device_clock_that_differs_from_the_system_clock(rate):
     # Blocks reach the ring up to 15 ms late, like a real driver's: still nothing may be invented.
-    frames, delivered = asyncio.run(take_frames(12, rate, jitter=0.015))
+    frames, delivered = asyncio.run(take_frames(6, rate, jitter=0.015))
     pts = [frame.pts for _, frame in frames]
     assert not any(frame.silence for _, frame in frames), "silence invented while the device was only late"
     assert sum(frame.dropped_before for _, frame in frames) == 0
     assert np.all(np.diff(pts) == FRAME_SAMPLES), "the timeline jumped"
     # Every frame the device completed went out, and no more: the stream runs at the device's rate.
     assert delivered // FRAME_SAMPLES - len(frames) in (0, 1)
+    # Frames per second by a line through every frame's departure (the end points alone carry a
+    # wake-up's jitter): 0.1 % is 0.05 frames/s.
     times = np.array([t for t, _ in frames])
-    packet_rate = (len(times) - 1) / (times[-1] - times[0])
-    assert packet_rate == pytest.approx(rate / FRAME_SAMPLES, rel=0.0005)
+    seconds_per_frame = np.polyfit(np.arange(len(times)), times, 1)[0]
+    assert 1 / seconds_per_frame == pytest.approx(rate / FRAME_SAMPLES, rel=0.0005)
 
 
 def test_a_device_that_stops_gets_silence_after_200_ms_and_a_wall_clock_resync_when_back():

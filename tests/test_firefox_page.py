@@ -1,33 +1,20 @@
 """The listener page in a real Firefox (Debian's firefox-esr, headless, over WebDriver BiDi)
 against a real daphne, both inside a network namespace that has only `lo` (tests/rigs/firefox.py)."""
+import functools
+
 import pytest
 from django.conf import settings
 
-from streams.models import StreamProfile
+from tests.helpers import make_profile
+from tests.rigs.daphne import daphne_servers
 from tests.rigs.firefox import LOOPBACK, FirefoxPage, LoopbackNamespace, NamespacedDaphne
+from tests.rigs.page_meters import meter_hears, meter_rms_db
 from tests.rigs.process import accepts_tcp
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LEFT_HZ, RIGHT_HZ = 440, 660
-
-# The strongest frequency on one channel of the page's own meters (their analyser, 2048-point
-# FFT, refined between bins), and the level there and at another frequency. null until the
-# meters run.
-METER_TONE_JS = """({channel, other}) => {
-  const meters = window.rtcCaster.meters;
-  const analyser = meters.analysers[channel];
-  if (!analyser || !meters.context || meters.context.state !== "running") return null;
-  const bins = new Float32Array(analyser.frequencyBinCount);
-  analyser.getFloatFrequencyData(bins);
-  let best = 1;
-  for (let i = 2; i < bins.length - 1; i++) if (bins[i] > bins[best]) best = i;
-  const [a, b, c] = [bins[best - 1], bins[best], bins[best + 1]];
-  const hzPerBin = meters.context.sampleRate / analyser.fftSize;
-  return { frequency: (best + 0.5 * (a - c) / (a - 2 * b + c)) * hzPerBin, level: b,
-           otherLevel: bins[Math.round(other / hzPerBin)] };
-}"""
 
 # The ICE candidate pair the page's peer connection uses, from getStats(): the transport's
 # selected pair where the browser names it, else the pair flagged `selected` (Firefox).
@@ -48,13 +35,6 @@ SELECTED_PAIR_JS = """async () => {
 }"""
 
 
-def make_profile(slug, **fields):
-    profile = StreamProfile(name=slug.title(), slug=slug, description=f"The {slug} test stream", **fields)
-    profile.full_clean()
-    profile.save()
-    return profile
-
-
 @pytest.fixture(scope="module")
 def namespace():
     with LoopbackNamespace() as created:
@@ -70,17 +50,10 @@ def firefox(namespace, pulse, tmp_path_factory):
 
 @pytest.fixture
 def start_server(namespace, django_db_setup, tmp_path):
-    """Starts daphne servers inside the namespace; stopped after the test."""
-    started = []
-
-    def start(port=None):
-        log = tmp_path / f"daphne-{len(started)}.log"
-        started.append(NamespacedDaphne(namespace, settings.DATABASES["default"]["NAME"], log, port=port).start())
-        return started[-1]
-
-    yield start
-    for daphne in started:
-        daphne.stop()
+    """Starts daphne servers inside the namespace, `start_server(port=None)`; stopped after the test."""
+    with daphne_servers(settings.DATABASES["default"]["NAME"], tmp_path,
+                        functools.partial(NamespacedDaphne, namespace)) as start:
+        yield start
 
 
 def status_state(page):
@@ -90,18 +63,6 @@ def status_state(page):
 def start_listening(page, server, slug):
     page.goto(server.url(f"/listen/{slug}/"))
     wait_for(lambda: status_state(page) == "connected", 20, "the page to connect")
-
-
-def meter_hears(page, channel, hz, other_hz):
-    """The tone `hz`, and not `other_hz`, on meter `channel`."""
-    tone = page.call(METER_TONE_JS, {"channel": channel, "other": other_hz})
-    if not tone or None in (tone["frequency"], tone["level"], tone["otherLevel"]):
-        return False  # silence (every bin at -inf): no tone yet, e.g. just after a reconnect
-    return abs(tone["frequency"] - hz) <= 5 and tone["level"] > -60 and tone["otherLevel"] < tone["level"] - 20
-
-
-def meter_rms_db(page, channel):
-    return float(page.evaluate(f"document.querySelector('#meters .meter[data-channel=\"{channel}\"]').dataset.rmsDb"))
 
 
 def hears_both_tones(page):

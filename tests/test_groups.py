@@ -8,8 +8,6 @@ listener over HTTP and a WHEP player. The cluster has a redis-server of its own
 (tests/rigs/private_redis.py), which one test restarts, and its layer keeps group members
 GROUP_EXPIRY seconds only (tests/rigs/short_group_expiry_settings.py)."""
 import asyncio
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,11 +18,10 @@ from streams.session import ListenerSession
 from tests.helpers import make_profile, run
 from tests.listener import Listener
 from tests.rigs.admin_http import operator
-from tests.rigs.daphne import DaphneServer
-from tests.rigs.ogg_http import OggHttpClient
-from tests.rigs.owner import MediaOwnerProcess
+from tests.rigs.ogg_http import ogg_client
+from tests.rigs.owner import owner_and_workers
 from tests.rigs.private_redis import PrivateRedis
-from tests.rigs.whep import WhepListener
+from tests.rigs.whep import WhepListener, http_over_socket
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,31 +46,9 @@ def env(redis_server):
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, redis_server, env, tmp_path_factory):
     """A media owner and two daphne workers on the module's Redis."""
-    directory = tmp_path_factory.mktemp("groups-cluster")
-    db = settings.DATABASES["default"]["NAME"]
-    owner = MediaOwnerProcess(db, directory / "owner.log", redis_server.url(), extra_env=env).start()
-    workers = [DaphneServer(db, directory / f"worker-{i}.log", extra_env=env).start() for i in (1, 2)]
-    yield owner, workers
-    for process in (*workers, owner):
-        process.stop()
-
-
-def http_to(base):
-    """(method, path or URL, body, headers) -> (status, headers, text) over a real socket, for WhepListener."""
-    def call(method, path, body, headers):
-        url = base + path if path.startswith("/") else path
-        request = urllib.request.Request(url, data=body.encode() if body else None, method=method,
-                                         headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read().decode()
-
-    async def http(method, path, body="", headers=None):
-        return await asyncio.to_thread(call, method, path, body, headers)
-
-    return http
+    with owner_and_workers(settings.DATABASES["default"]["NAME"], tmp_path_factory.mktemp("groups-cluster"),
+                           redis_server.url(), owner_env=env, worker_env=env) as started:
+        yield started
 
 
 class Audience:
@@ -82,8 +57,8 @@ class Audience:
     def __init__(self, workers, slug):
         first, second = self.workers = workers
         self.webrtc = [Listener(first.ws_url(slug)), Listener(second.ws_url(slug))]
-        self.whep = WhepListener(http_to(second.url("")), f"/whep/{slug}/")
-        self.ogg = OggHttpClient(first.port, f"/stream/{slug}.ogg")
+        self.whep = WhepListener(http_over_socket(second.url("")), f"/whep/{slug}/")
+        self.ogg = ogg_client(first, slug)
 
     @property
     def players(self):

@@ -7,7 +7,7 @@ from django.conf import settings
 from streams.models import StreamProfile
 from tests.rigs.browser_sound import chromium_sound_into, played_levels_db
 from tests.rigs.chromium import chromium_page, peak_frequency
-from tests.rigs.daphne import DaphneServer
+from tests.rigs.daphne import daphne_servers
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -258,16 +258,15 @@ def test_disabling_the_profile_in_admin_stops_the_page_without_retries(server):
 
 def test_the_page_reconnects_by_itself_after_the_server_restarts(tmp_path):
     make_profile("restart", sine_frequency=440)
-    first = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "first.log").start()
-    second = None
-    try:
+    with daphne_servers(settings.DATABASES["default"]["NAME"], tmp_path) as start_server:
+        first = start_server()
         with chromium_page() as page:
             start_listening(page, first, "restart")
             wait_for(lambda: hears(page, 0, 440), 15, "the tone before the restart")
             first.kill()
             wait_for(lambda: status_state(page) in ("reconnecting", "unreachable", "connecting"), 10, "reconnecting")
             wait_for(lambda: "Reconnecting in" in page.inner_text("#status"), 10, "the countdown")
-            second = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "second.log", port=first.port).start()
+            start_server(port=first.port)
             restarted = page.evaluate("Date.now()")
             wait_for(lambda: status_state(page) == "connected", 15, "the page to reconnect")
             page.evaluate("delete window.__probe")  # analyse the new stream, not the old one
@@ -275,10 +274,6 @@ def test_the_page_reconnects_by_itself_after_the_server_restarts(tmp_path):
             assert page.evaluate("Date.now()") - restarted < 15_000
             assert page.evaluate("window.rtcCaster.connection.attempts") >= 2
             assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
-    finally:
-        first.stop()
-        if second:
-            second.stop()
 
 
 @pytest.mark.parametrize("width", [320, 390])

@@ -7,7 +7,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from prometheus_client.exposition import generate_latest
@@ -18,8 +17,7 @@ from rtccaster_site.env import env_networks
 from streams.ops import livestats, metrics
 from tests.helpers import make_profile, run
 from tests.listener import Listener
-from tests.rigs.daphne import DaphneServer
-from tests.rigs.owner import MediaOwnerProcess
+from tests.rigs.owner import owner_and_workers
 from tests.rigs.redis_db import REDIS_URL
 from tests.waiting import until, wait_for
 
@@ -285,14 +283,8 @@ def test_a_scrape_asking_for_openmetrics_gets_it(server):
 @pytest.fixture
 def cluster(django_db_setup, tmp_path):
     """A media owner and two workers on the test Redis."""
-    redis.Redis.from_url(REDIS_URL).ping()  # fails (does not skip) when Redis is missing
-    db = settings.DATABASES["default"]["NAME"]
-    owner = MediaOwnerProcess(db, tmp_path / "owner.log", REDIS_URL).start()
-    workers = [DaphneServer(db, tmp_path / f"worker-{i}.log", extra_env={"REDIS_URL": REDIS_URL}).start()
-               for i in (1, 2)]
-    yield owner, workers
-    for process_ in (*workers, owner):
-        process_.stop()
+    with owner_and_workers(settings.DATABASES["default"]["NAME"], tmp_path, REDIS_URL) as started:
+        yield started
 
 
 @pytest.mark.django_db(transaction=True)

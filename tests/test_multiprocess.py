@@ -11,10 +11,9 @@ import redis
 from aiortc.clock import current_ms
 from django.conf import settings
 
-from tests.helpers import assert_same_packets, counted_listeners, live_opus_kbps, make_profile, run
+from tests.helpers import assert_same_packets, counted_listeners, live_opus_kbps, make_profile, refusal_of, run
 from tests.listener import Listener, dominant_frequency
-from tests.rigs.daphne import DaphneServer
-from tests.rigs.owner import MediaOwnerProcess
+from tests.rigs.owner import owner_and_workers
 from tests.rigs.admin_http import operator
 from tests.rigs.live_changes import assert_followed_within_2_s, follow_a_bitrate_change, stats_json, while_listening
 from tests.rigs.redis_db import REDIS_URL
@@ -26,15 +25,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, tmp_path_factory):
     """An owner and two workers sharing the test database and Redis."""
-    redis.Redis.from_url(REDIS_URL).ping()  # fails (does not skip) when Redis is missing
-    directory = tmp_path_factory.mktemp("cluster")
-    db = settings.DATABASES["default"]["NAME"]
-    env = {"REDIS_URL": REDIS_URL}
-    owner = MediaOwnerProcess(db, directory / "owner.log", REDIS_URL).start()
-    workers = [DaphneServer(db, directory / f"worker-{i}.log", extra_env=env).start() for i in (1, 2)]
-    yield owner, workers
-    for process in (*workers, owner):
-        process.stop()
+    with owner_and_workers(settings.DATABASES["default"]["NAME"], tmp_path_factory.mktemp("cluster"),
+                           REDIS_URL) as started:
+        yield started
 
 
 def arrivals_gap(heard, since):
@@ -185,22 +178,15 @@ def test_disabling_a_profile_in_admin_stops_its_listeners_on_every_worker(cluste
 
 def test_a_streams_listener_limit_holds_over_both_workers(cluster):
     owner, (first, second) = cluster
-    make_profile("booth", sine_frequency=440, max_listeners=2)
+    booth = make_profile("booth", sine_frequency=440, max_listeners=2)
 
     async def scenario():
         admitted = [Listener(first.ws_url("booth")), Listener(second.ws_url("booth"))]
         await asyncio.gather(*(listener.connect() for listener in admitted))
-        refused = []
-        for worker in (first, second):
-            listener = Listener(worker.ws_url("booth"))
-            try:
-                await listener.connect()
-            except ConnectionError as error:
-                refused.append(str(error))
-            await listener.close()
+        refused = [await refusal_of(Listener(worker.ws_url("booth"))) for worker in (first, second)]
         await admitted[0].close()  # a place is free again, whichever worker it was on
         counts = redis.Redis.from_url(REDIS_URL)
-        await until(lambda: counted_listeners(counts, "booth") == 1, 10, "the leaver to be uncounted in Redis")
+        await until(lambda: counted_listeners(counts, booth.pk) == 1, 10, "the leaver to be uncounted in Redis")
         counts.close()
         late = Listener(second.ws_url("booth"))
         await late.connect()

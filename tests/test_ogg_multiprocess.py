@@ -8,39 +8,21 @@ import redis
 from django.conf import settings
 
 from streams.audio import oggopus
-from tests.helpers import counted_listeners, make_profile, run
+from tests.helpers import counted_listeners, make_profile, refusal_of, run
 from tests.listener import Listener
-from tests.rigs.daphne import DaphneServer
-from tests.rigs.ogg_http import OggHttpClient
-from tests.rigs.owner import MediaOwnerProcess
+from tests.rigs.ogg_http import ogg_client, until_audio_pages, webrtc_then_ogg
+from tests.rigs.owner import owner_and_workers
+from tests.rigs.redis_db import REDIS_URL
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
-
-
 @pytest.fixture(scope="module")
 def cluster(django_db_setup, tmp_path_factory):
     """An owner and two workers sharing the test database and Redis."""
-    redis.Redis.from_url(REDIS_URL).ping()  # fails (does not skip) when Redis is missing
-    directory = tmp_path_factory.mktemp("ogg-cluster")
-    db = settings.DATABASES["default"]["NAME"]
-    owner = MediaOwnerProcess(db, directory / "owner.log", REDIS_URL).start()
-    workers = [DaphneServer(db, directory / f"worker-{i}.log", extra_env={"REDIS_URL": REDIS_URL}).start()
-               for i in (1, 2)]
-    yield owner, workers
-    for process in (*workers, owner):
-        process.stop()
-
-
-def ogg(worker, slug):
-    return OggHttpClient(worker.port, f"/stream/{slug}.ogg")
-
-
-async def until_audio_pages(clients, count, timeout=20):
-    await until(lambda: all(len(client.audio_pages) >= count for client in clients), timeout,
-                f"{count} audio pages at every client")
+    with owner_and_workers(settings.DATABASES["default"]["NAME"], tmp_path_factory.mktemp("ogg-cluster"),
+                           REDIS_URL) as started:
+        yield started
 
 
 def test_an_http_listener_on_one_worker_gets_the_owners_packets_as_a_webrtc_one_on_another(cluster):
@@ -48,15 +30,9 @@ def test_an_http_listener_on_one_worker_gets_the_owners_packets_as_a_webrtc_one_
     make_profile("ogg-mp", sine_frequency=440, sine_frequency_right=660)
 
     async def scenario():
-        webrtc = Listener(second.ws_url("ogg-mp"))
-        await webrtc.connect()
-        await until(lambda: len(webrtc.heard.packets) >= 25, 20, "WebRTC packets on worker 2")
-        http = await ogg(first, "ogg-mp").open()
-        await until_audio_pages([http], 100)
-        modes = [[(hub["slug"], hub["mode"], hub["listeners"]) for hub in worker.status()["hubs"]]
-                 for worker in (first, second)]
-        await http.close()
-        await webrtc.close()
+        async with webrtc_then_ogg(second, first, "ogg-mp") as (webrtc, http):
+            modes = [[(hub["slug"], hub["mode"], hub["listeners"]) for hub in worker.status()["hubs"]]
+                     for worker in (first, second)]
         return webrtc.heard.packets, http, modes
 
     rtp, http, modes = run(scenario())
@@ -64,7 +40,7 @@ def test_an_http_listener_on_one_worker_gets_the_owners_packets_as_a_webrtc_one_
     assert http.status == 200 and http.pages[0][1].packets == (oggopus.opus_head(2),)
     assert all(page.crc_ok for _, page in http.pages)
     assert [page.sequence for _, page in http.pages] == list(range(len(http.pages)))
-    payloads = {payload for _, _, _, payload in rtp}
+    payloads = {packet[3] for packet in rtp}
     packets = http.audio_packets()
     assert sum(packet in payloads for packet in packets) >= len(packets) - 2
     assert owner.log().count("starting ogg-mp ") == 1  # encoded once, in the owner
@@ -75,7 +51,7 @@ def test_a_g711_profiles_http_listeners_on_two_workers_share_one_opus_encoding_i
     make_profile("ogg-mp-pcmu", codec="pcmu", channels=1, audio_bitrate=64_000, sine_frequency=440)
 
     async def scenario():
-        clients = [ogg(worker, "ogg-mp-pcmu") for worker in workers for _ in range(2)]
+        clients = [ogg_client(worker, "ogg-mp-pcmu") for worker in workers for _ in range(2)]
         await asyncio.gather(*(client.open() for client in clients))
         await until_audio_pages(clients, 50)
         hubs = [[(hub["codec"], hub["listeners"]) for hub in worker.status()["hubs"]] for worker in workers]
@@ -90,23 +66,17 @@ def test_a_g711_profiles_http_listeners_on_two_workers_share_one_opus_encoding_i
 
 def test_the_listener_limit_counts_http_listeners_over_every_worker(cluster):
     owner, (first, second) = cluster
-    make_profile("ogg-mp-limit", sine_frequency=440, max_listeners=1)
+    limited = make_profile("ogg-mp-limit", sine_frequency=440, max_listeners=1)
     client = redis.Redis.from_url(REDIS_URL)
 
     async def scenario():
-        http = await ogg(first, "ogg-mp-limit").open()
-        counted = await asyncio.to_thread(counted_listeners, client, "ogg-mp-limit")
-        refused = await ogg(second, "ogg-mp-limit").open()
-        webrtc = Listener(second.ws_url("ogg-mp-limit"))
-        try:
-            await webrtc.connect()
-            webrtc_refusal = None
-        except ConnectionError as error:
-            webrtc_refusal = str(error)
-        await webrtc.close()
+        http = await ogg_client(first, "ogg-mp-limit").open()
+        counted = await asyncio.to_thread(counted_listeners, client, limited.pk)
+        refused = await ogg_client(second, "ogg-mp-limit").open()
+        webrtc_refusal = await refusal_of(Listener(second.ws_url("ogg-mp-limit")))
         await http.close()
-        await until(lambda: counted_listeners(client, "ogg-mp-limit") == 0, 10, "the place given back in Redis")
-        admitted = await ogg(second, "ogg-mp-limit").open()
+        await until(lambda: counted_listeners(client, limited.pk) == 0, 10, "the place given back in Redis")
+        admitted = await ogg_client(second, "ogg-mp-limit").open()
         await admitted.close()
         return http, counted, refused, webrtc_refusal, admitted
 

@@ -12,10 +12,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from streams.audio import oggopus
-from tests.helpers import make_profile, run
+from tests.helpers import make_profile, refusal_of, run
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.admin_http import operator
-from tests.rigs.ogg_http import OggHttpClient
+from tests.rigs.ogg_http import OggHttpClient, ogg_client, until_audio_pages, webrtc_then_ogg
 from tests.waiting import until, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,17 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 KEY = "the-right-key-0123456789"
 
 
-def ogg(server, slug, query="", **client_options):
-    return OggHttpClient(server.port, f"/stream/{slug}.ogg{query}", **client_options)
-
-
 def hubs_of(server, slug):
     return [(hub["codec"], hub["listeners"]) for hub in server.status()["hubs"] if hub["slug"] == slug]
-
-
-async def until_audio_pages(clients, count, timeout=20):
-    await until(lambda: all(len(client.audio_pages) >= count for client in clients), timeout,
-                f"{count} audio pages at every client")
 
 
 def assert_valid_stream(client, channels=2):
@@ -72,9 +63,9 @@ def test_a_client_gets_audio_ogg_uncached_and_its_own_valid_ogg_stream(server):
     make_profile("ogg-valid", sine_frequency=440)
 
     async def scenario():
-        first = await ogg(server, "ogg-valid").open()
+        first = await ogg_client(server, "ogg-valid").open()
         await until_audio_pages([first], 25)
-        second = await ogg(server, "ogg-valid").open()  # joins mid-stream
+        second = await ogg_client(server, "ogg-valid").open()  # joins mid-stream
         await until_audio_pages([first, second], 100)
         await asyncio.gather(first.close(), second.close())
         return first, second
@@ -93,20 +84,13 @@ def test_an_opus_profile_sends_http_and_webrtc_listeners_the_same_packets_from_o
     make_profile("ogg-shared", sine_frequency=440, sine_frequency_right=660)
 
     async def scenario():
-        webrtc = Listener(server.ws_url("ogg-shared"))
-        await webrtc.connect()
-        await until(lambda: len(webrtc.heard.packets) >= 25, 20, "WebRTC packets")
-        http = await ogg(server, "ogg-shared").open()
-        await until_audio_pages([http], 100)
-        hubs = await asyncio.to_thread(hubs_of, server, "ogg-shared")
-        await http.close()
-        await asyncio.sleep(0)  # (not a wait: lets the close go out before the listener stops)
-        await webrtc.close()
+        async with webrtc_then_ogg(server, server, "ogg-shared") as (webrtc, http):
+            hubs = await asyncio.to_thread(hubs_of, server, "ogg-shared")
         return webrtc.heard.packets, http.audio_packets(), hubs
 
     rtp, packets, hubs = run(scenario())
     assert hubs == [("opus", 2)]
-    webrtc_payloads = {payload for _, _, _, payload in rtp}
+    webrtc_payloads = {packet[3] for packet in rtp}
     assert len(packets) >= 100
     assert sum(packet in webrtc_payloads for packet in packets) >= len(packets) - 2  # the last may not have arrived
 
@@ -116,7 +100,7 @@ def test_twenty_concurrent_clients_each_get_a_valid_stream_and_give_their_places
     wait_for(lambda: not server.status()["hubs"], 15, "no other listeners on the server")  # 20 per address
 
     async def scenario():
-        clients = [ogg(server, "ogg-twenty") for _ in range(20)]
+        clients = [ogg_client(server, "ogg-twenty") for _ in range(20)]
         await asyncio.gather(*(client.open() for client in clients))
         await until_audio_pages(clients, 100, timeout=30)
         hubs = await asyncio.to_thread(hubs_of, server, "ogg-twenty")
@@ -136,13 +120,13 @@ def test_a_client_that_stops_reading_is_dropped_and_its_place_returned(server):
     make_profile("ogg-slow", sine_frequency=440, audio_bitrate=510_000, opus_cbr=True, max_listeners=1)
 
     async def scenario():
-        slow = await ogg(server, "ogg-slow", receive_buffer=4096).open()
+        slow = await ogg_client(server, "ogg-slow", receive_buffer=4096).open()
         await until_audio_pages([slow], 5)
         slow.stop_reading()
-        refused = await ogg(server, "ogg-slow").open()  # the stream's one place is taken
+        refused = await ogg_client(server, "ogg-slow").open()  # the stream's one place is taken
         await until(lambda: not hubs_of(server, "ogg-slow"), 30, "the slow client to be dropped")
         dropped = await slow.closed_by_the_server(timeout=5)
-        again = await ogg(server, "ogg-slow").open()
+        again = await ogg_client(server, "ogg-slow").open()
         await until_audio_pages([again], 10)
         await asyncio.gather(slow.close(), again.close())
         return refused, dropped, again
@@ -158,11 +142,11 @@ def test_a_client_that_hangs_up_gives_its_place_back(server):
     make_profile("ogg-hangup", sine_frequency=440, max_listeners=1)
 
     async def scenario():
-        first = await ogg(server, "ogg-hangup").open()
+        first = await ogg_client(server, "ogg-hangup").open()
         await until_audio_pages([first], 5)
         await first.close()
         await until(lambda: not hubs_of(server, "ogg-hangup"), 10, "the hub to go with its listener")
-        second = await ogg(server, "ogg-hangup").open()
+        second = await ogg_client(server, "ogg-hangup").open()
         await second.close()
         return second.status
 
@@ -175,17 +159,12 @@ def test_http_and_webrtc_listeners_count_together_against_the_stream_limit(serve
     async def scenario():
         webrtc = Listener(server.ws_url("ogg-limit"))
         await webrtc.connect()
-        while_webrtc = await ogg(server, "ogg-limit").open()
+        while_webrtc = await ogg_client(server, "ogg-limit").open()
         await webrtc.close()
         await until(lambda: not hubs_of(server, "ogg-limit"), 10, "the WebRTC listener to leave")
-        http = await ogg(server, "ogg-limit").open()
-        second_webrtc = Listener(server.ws_url("ogg-limit"))
-        try:
-            await second_webrtc.connect()
-            refusal = None
-        except ConnectionError as error:
-            refusal = str(error)
-        await asyncio.gather(http.close(), second_webrtc.close())
+        http = await ogg_client(server, "ogg-limit").open()
+        refusal = await refusal_of(Listener(server.ws_url("ogg-limit")))
+        await http.close()
         return while_webrtc, http, refusal
 
     while_webrtc, http, refusal = run(scenario())
@@ -246,7 +225,7 @@ def test_a_g711_profile_has_one_opus_encoding_for_all_its_http_listeners(server)
     async def scenario():
         webrtc = Listener(server.ws_url("ogg-pcmu"), offer_edit=lambda offer: offer)
         await webrtc.connect()
-        clients = [ogg(server, "ogg-pcmu") for _ in range(5)]
+        clients = [ogg_client(server, "ogg-pcmu") for _ in range(5)]
         await asyncio.gather(*(client.open() for client in clients))
         await until_audio_pages(clients, 60)
         loop = asyncio.get_running_loop()
@@ -278,7 +257,7 @@ def test_the_operator_stopping_the_stream_ends_it_with_an_end_of_stream_page(fre
     admin = operator(fresh_server)
 
     async def scenario():
-        client = await ogg(fresh_server, "ogg-stop").open()
+        client = await ogg_client(fresh_server, "ogg-stop").open()
         await until_audio_pages([client], 10)
         await asyncio.to_thread(admin.save_profile, profile, enabled=False)
         await until(lambda: client.ended, 5, "the response to end")
@@ -298,7 +277,7 @@ def test_a_bitrate_change_moves_a_client_to_the_new_stream_without_a_break(fresh
     admin = operator(fresh_server)
 
     async def scenario():
-        client = await ogg(fresh_server, "ogg-change").open()
+        client = await ogg_client(fresh_server, "ogg-change").open()
         await until_audio_pages([client], 50)
         loop = asyncio.get_running_loop()
         saved_at = loop.time()
@@ -323,7 +302,7 @@ def test_server_shutdown_ends_the_stream_and_the_connection(fresh_server):
     make_profile("ogg-shutdown", sine_frequency=440)
 
     async def scenario():
-        client = await ogg(fresh_server, "ogg-shutdown").open()
+        client = await ogg_client(fresh_server, "ogg-shutdown").open()
         await until_audio_pages([client], 10)
         stopping = asyncio.create_task(asyncio.to_thread(fresh_server.stop))
         await until(lambda: client.ended or client.closed_by_server, 10, "the server to end the response")

@@ -74,6 +74,16 @@ async def started_as_standby(owner):
             await asyncio.to_thread(concurrent.futures.wait, [holding])
 
 
+@contextlib.asynccontextmanager
+async def heard_while_a_standby_waits(worker, slug, standby):
+    """A listener of `slug` on `worker` that has had 0.5 s of the stream, while `standby` starts
+    and waits for the lock (started_as_standby). Yields (listener, the future of its start())."""
+    async with Listener(worker.ws_url(slug)) as listener:
+        await listener.listen_for(0.5)
+        async with started_as_standby(standby) as holding:
+            yield listener, holding
+
+
 def held_by(holder, owner):
     """Whether `holder`, the lock's value, is the token of `owner`: it begins with the name that
     media_owner gives it, `host:pid`."""
@@ -91,13 +101,11 @@ def test_a_second_owner_waits_as_a_standby_and_runs_nothing_while_the_first_hold
     second = owners("second")
 
     async def scenario():
-        async with Listener(worker.ws_url("patient")) as listener:
-            await listener.listen_for(0.5)
-            async with started_as_standby(second) as holding:
-                count = len(listener.heard.packets)
-                # 2 s: the standby tried the lock every 0.25 s, the first renewed it every second.
-                await until(lambda: len(listener.heard.packets) >= count + 100, 10, "2 s more of the stream")
-                return listener.heard, lock.get(OWNER_LOCK), holding.done(), second.log()
+        async with heard_while_a_standby_waits(worker, "patient", second) as (listener, holding):
+            count = len(listener.heard.packets)
+            # 2 s: the standby tried the lock every 0.25 s, the first renewed it every second.
+            await until(lambda: len(listener.heard.packets) >= count + 100, 10, "2 s more of the stream")
+            return listener.heard, lock.get(OWNER_LOCK), holding.done(), second.log()
 
     heard, holder, second_took_over, second_log = run(scenario())
     assert held_by(holder, first), holder
@@ -114,18 +122,16 @@ def test_the_standby_takes_over_once_a_dead_owners_lock_expires_and_listeners_he
     second = owners("second")
 
     async def scenario():
-        async with Listener(worker.ws_url("heir")) as listener:
-            await listener.listen_for(0.5)
-            async with started_as_standby(second) as holding:
-                killed_at, count = current_ms(), len(listener.heard.packets)
-                first.kill()  # no clean stop: its lock is left to expire
-                await asyncio.wrap_future(holding)
-                took_over_s = (current_ms() - killed_at) / 1000
-                await until(lambda: len(listener.heard.packets) >= count + 50, 10, "1 s of sound from the standby")
-                resumed_s = (listener.heard.packets[count][0] - killed_at) / 1000
-                holder = lock.get(OWNER_LOCK)
-                await listener.listen_for(listener.heard.seconds() + 0.5)
-                return listener.heard, took_over_s, resumed_s, holder, second.log()
+        async with heard_while_a_standby_waits(worker, "heir", second) as (listener, holding):
+            killed_at, count = current_ms(), len(listener.heard.packets)
+            first.kill()  # no clean stop: its lock is left to expire
+            await asyncio.wrap_future(holding)
+            took_over_s = (current_ms() - killed_at) / 1000
+            await until(lambda: len(listener.heard.packets) >= count + 50, 10, "1 s of sound from the standby")
+            resumed_s = (listener.heard.packets[count][0] - killed_at) / 1000
+            holder = lock.get(OWNER_LOCK)
+            await listener.listen_for(listener.heard.seconds() + 0.5)
+            return listener.heard, took_over_s, resumed_s, holder, second.log()
 
     heard, took_over_s, resumed_s, holder, second_log = run(scenario(), timeout=120)
     print(f"standby owner after a kill: lock taken {took_over_s:.2f} s, sound back {resumed_s:.2f} s after it")
@@ -146,15 +152,13 @@ def test_a_cleanly_stopped_owner_hands_the_lock_to_the_standby_at_once(worker, l
     second = owners("second")
 
     async def scenario():
-        async with Listener(worker.ws_url("relay-race")) as listener:
-            await listener.listen_for(0.5)
-            async with started_as_standby(second) as holding:
-                await asyncio.to_thread(first.stop)  # SIGTERM: it stops its streams, then releases the lock
-                stopped_at, count = time.monotonic(), len(listener.heard.packets)
-                await asyncio.wrap_future(holding)
-                took_over_s = time.monotonic() - stopped_at
-                await until(lambda: len(listener.heard.packets) >= count + 50, 10, "1 s of sound from the standby")
-                return listener.heard, took_over_s, first.process.returncode
+        async with heard_while_a_standby_waits(worker, "relay-race", second) as (listener, holding):
+            await asyncio.to_thread(first.stop)  # SIGTERM: it stops its streams, then releases the lock
+            stopped_at, count = time.monotonic(), len(listener.heard.packets)
+            await asyncio.wrap_future(holding)
+            took_over_s = time.monotonic() - stopped_at
+            await until(lambda: len(listener.heard.packets) >= count + 50, 10, "1 s of sound from the standby")
+            return listener.heard, took_over_s, first.process.returncode
 
     heard, took_over_s, returncode = run(scenario(), timeout=120)
     print(f"standby owner after a clean stop: lock taken {took_over_s:.2f} s after it")

@@ -17,7 +17,8 @@ from django.conf import settings
 from streams.models import StreamProfile
 from tests.helpers import make_profile
 from tests.rigs.chromium import chromium_page, peak_frequency
-from tests.rigs.daphne import DaphneServer
+from tests.rigs.daphne import daphne_servers
+from tests.rigs.page_meters import meter_hears, meter_rms_db
 from tests.rigs.webkit import WebKitPage
 from tests.waiting import wait_for
 
@@ -42,24 +43,6 @@ new MutationObserver(() => {
   if (playback && playback !== window.__reported) console.debug(`playback: ${window.__reported = playback}`);
 }).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-playback"] });
 """
-
-# The strongest frequency on one channel of the page's own meters (their analyser, 2048-point
-# FFT, refined between bins), and the level there and at another frequency. null until the
-# meters run. (The same measure as tests/test_firefox_page.py's.)
-METER_TONE_JS = """({channel, other}) => {
-  const meters = window.rtcCaster.meters;
-  const analyser = meters.analysers[channel];
-  if (!analyser || !meters.context || meters.context.state !== "running") return null;
-  const bins = new Float32Array(analyser.frequencyBinCount);
-  analyser.getFloatFrequencyData(bins);
-  let best = 1;
-  for (let i = 2; i < bins.length - 1; i++) if (bins[i] > bins[best]) best = i;
-  const [a, b, c] = [bins[best - 1], bins[best], bins[best + 1]];
-  const hzPerBin = meters.context.sampleRate / analyser.fftSize;
-  if (![a, b, c].every(Number.isFinite)) return null;
-  return { frequency: (best + 0.5 * (a - c) / (a - 2 * b + c)) * hzPerBin, level: b,
-           otherLevel: bins[Math.round(other / hzPerBin)] };
-}"""
 
 # Records what the page sends out, on every frame from the moment it is called: the loudness
 # (RMS, dBFS, the louder channel) of the fallback's output (after its gain, where it fades
@@ -105,10 +88,6 @@ def longest_ms(outputs, condition):
 
 
 # Helpers for both a Playwright page and a WebKitPage: JavaScript expressions only.
-def call(page, function, argument):
-    return page.evaluate(f"({function})({json.dumps(argument)})")
-
-
 def status(page):
     state, text = page.evaluate("[document.getElementById('status').dataset.state, "
                                 "document.getElementById('status').textContent]")
@@ -117,18 +96,6 @@ def status(page):
 
 def transport(page):
     return page.evaluate("window.rtcCaster.transport")
-
-
-def meter_hears(page, channel, hz, other_hz):
-    """The tone `hz`, and not `other_hz`, on the page's meter `channel`."""
-    tone = call(page, METER_TONE_JS, {"channel": channel, "other": other_hz})
-    if not tone or tone["otherLevel"] is None:
-        return False
-    return abs(tone["frequency"] - hz) <= 5 and tone["level"] > -60 and tone["otherLevel"] < tone["level"] - 20
-
-
-def meter_rms_db(page, channel):
-    return float(page.evaluate(f"document.querySelector('#meters .meter[data-channel=\"{channel}\"]').dataset.rmsDb"))
 
 
 def meters_show_both_tones(page):
@@ -198,9 +165,8 @@ def test_on_the_fallback_without_autoplay_sound_starts_with_the_tap(server):
 
 def test_on_the_fallback_the_page_plays_again_by_itself_after_the_server_restarts(tmp_path):
     make_profile("http-restart", sine_frequency=LEFT_HZ, sine_frequency_right=RIGHT_HZ)
-    first = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "first.log").start()
-    second = None
-    try:
+    with daphne_servers(settings.DATABASES["default"]["NAME"], tmp_path) as start_server:
+        first = start_server()
         with chromium_page() as page:
             page.add_init_script(NO_WEBRTC_JS)
             page.goto(first.url("/listen/http-restart/"))
@@ -208,15 +174,11 @@ def test_on_the_fallback_the_page_plays_again_by_itself_after_the_server_restart
             first.kill()
             # The browser may keep waiting for the stream on its own; the page gives it 8 s.
             wait_for(lambda: "The HTTP stream was interrupted. Trying again in" in status(page)[1], 15, "the countdown")
-            second = DaphneServer(settings.DATABASES["default"]["NAME"], tmp_path / "second.log", port=first.port).start()
+            start_server(port=first.port)
             wait_for(lambda: "Playing over HTTP" in status(page)[1], 15, "the fallback playing again")
             wait_for(lambda: meters_show_both_tones(page), 15, "both tones after the restart")
             assert page.evaluate("window.rtcCaster.fallback.attempts") >= 2
             assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
-    finally:
-        first.stop()
-        if second:
-            second.stop()
 
 
 class IceBlocker:

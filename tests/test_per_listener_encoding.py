@@ -16,11 +16,10 @@ from streams.audio.sources import SineSource
 from streams.ops.supervision import Backoff
 from streams.runtime import get_runtime
 from streams.webrtc import rtcinternals
-from tests.helpers import make_profile, run
+from tests.helpers import make_profile, run, save_profile
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.admin_http import operator
-from tests.rigs.whep import WhepListener
-from tests.test_whep import NOTHING, async_http, held, save
+from tests.rigs.whep import NOTHING, WhepListener, async_http, held
 from tests.waiting import until, wait_for
 
 PER_LISTENER = {"RTC_ENCODE_PER_LISTENER": "1"}
@@ -189,7 +188,7 @@ def test_a_per_listener_whep_session_follows_a_change_and_leaves_nothing_behind(
         await listener.listen_for(0.5)
         peer = next(iter(runtime.peers))
         assert isinstance(peer.track, ListenerTrack)  # raw frames, which aiortc's sender encodes
-        await asyncio.to_thread(save, profile, sine_frequency=660)
+        await asyncio.to_thread(save_profile, profile, sine_frequency=660)
         await until(lambda: peer.track.hub.config.sine_frequencies == (660.0,), 5, "the session to switch streams")
         _, after = await listener.record(1.0)
         holding = held(runtime)

@@ -7,6 +7,7 @@ import pytest
 from tests.helpers import run
 from tests.listener import Listener
 from tests.rigs.device_loss import device_profile
+from tests.rigs.pulseaudio import playing
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,11 +23,8 @@ def test_a_silent_source_is_reported_after_its_time_and_cleared_by_sound(capture
     async def scenario():
         async with Listener(capture_server.ws_url("quiet-desk")) as listener:
             await until(lambda: "source-silent" in statuses(listener), 10, "a source-silent status")
-            player = pulse.play_tone(700, seconds=30)
-            try:
+            with playing(pulse.play_tone(700, seconds=30)):
                 await until(lambda: statuses(listener)[-1] == "playing", 10, "playing once there is sound")
-            finally:
-                player.terminate()
             return statuses(listener)
 
     seen = run(scenario())
@@ -40,16 +38,10 @@ def test_a_clipping_source_is_reported_and_cleared_when_the_level_comes_down(cap
 
     async def scenario():
         async with Listener(capture_server.ws_url("hot-desk")) as listener:
-            hot = pulse.play_samples(np.repeat(square[:, None], 2, axis=1))
-            try:
+            with playing(pulse.play_samples(np.repeat(square[:, None], 2, axis=1))):
                 await until(lambda: "source-clipping" in statuses(listener), 10, "a source-clipping status")
-            finally:
-                hot.terminate()
-            normal = pulse.play_tone(700, seconds=30)
-            try:
+            with playing(pulse.play_tone(700, seconds=30)):
                 await until(lambda: statuses(listener)[-1] == "playing", 10, "playing once the level is down")
-            finally:
-                normal.terminate()
             return statuses(listener)
 
     assert run(scenario()).count("source-clipping") == 1

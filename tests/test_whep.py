@@ -13,47 +13,15 @@ from django.test import AsyncClient, Client
 from streams import whep
 from streams.models import StreamProfile
 from streams.runtime import get_runtime
-from tests.helpers import AIORTC_OFFER, make_profile, run
+from tests.helpers import AIORTC_OFFER, make_profile, run, save_profile
 from tests.listener import ask_for_stereo, dominant_frequency
 from tests.rigs.communicator import answer_to_offer, connected
-from tests.rigs.whep import WhepListener
+from tests.rigs.whep import NOTHING, WhepListener, async_http, fragment, held, without_candidates
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 KEY = "the-right-key-0123456789"
-
-
-def async_http(client=None):
-    """An HTTP function over Django's AsyncClient: (method, path, body, headers) -> (status, headers, text)."""
-    client = client or AsyncClient()
-
-    async def http(method, path, body="", headers=None):
-        headers = dict(headers or {})
-        content_type = headers.pop("Content-Type", "application/octet-stream")
-        response = await client.generic(method, path, body.encode() if isinstance(body, str) else body,
-                                        content_type=content_type, headers=headers)
-        return response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content.decode()
-
-    return http
-
-
-def without_candidates(offer):
-    return "".join(line for line in offer.splitlines(keepends=True)
-                   if not line.startswith(("a=candidate:", "a=end-of-candidates")))
-
-
-def session_tasks():
-    return [task for task in asyncio.all_tasks() if task.get_name().startswith("session-events")]
-
-
-def held(runtime):
-    """What listeners hold on the server: peers, listener places, WHEP sessions, event tasks, hubs."""
-    return {"peers": len(runtime.peers), "seats": runtime.admission.seats_held, "sessions": len(whep.resources()),
-            "tasks": len(session_tasks()), "hubs": len(runtime.hubs.running())}
-
-
-NOTHING = {"peers": 0, "seats": 0, "sessions": 0, "tasks": 0, "hubs": 0}
 
 
 async def post_offer(http, slug, offer=AIORTC_OFFER, headers=None):
@@ -381,13 +349,6 @@ def test_an_unexpected_error_after_admission_gives_the_place_back(monkeypatch):
     run(scenario())
 
 
-def save(profile, **fields):
-    for name, value in fields.items():
-        setattr(profile, name, value)
-    profile.full_clean()
-    profile.save()
-
-
 def test_a_whep_session_follows_a_bitrate_change_without_reconnecting():
     profile = make_profile("live", audio_bitrate=96_000)
 
@@ -398,7 +359,7 @@ def test_a_whep_session_follows_a_bitrate_change_without_reconnecting():
         await listener.listen_for(0.5)
         peer = next(iter(runtime.peers))
         assert peer.track.hub.config.opus_bitrate == 96_000
-        await asyncio.to_thread(save, profile, audio_bitrate=32_000)
+        await asyncio.to_thread(save_profile, profile, audio_bitrate=32_000)
         await until(lambda: peer.track.hub.config.opus_bitrate == 32_000, 5, "the session to switch streams")
         assert runtime.peers == {peer} and len(whep.resources()) == 1
         before = len(listener.heard.chunks)
@@ -427,7 +388,7 @@ def test_a_change_that_the_session_cannot_follow_ends_it_and_gives_everything_ba
         await listener.connect()
         await listener.listen_for(0.3)
         fields, why = CHANGES[change]
-        await asyncio.to_thread(save, profile, **fields)
+        await asyncio.to_thread(save_profile, profile, **fields)
         await until(lambda: held(runtime) == NOTHING, 5, "the session to end")
         await until(lambda: listener.pc.connectionState in ("closed", "failed"), 40, "the player to see the end")
         status, _, body = await listener.delete()
@@ -452,11 +413,6 @@ def test_deleting_the_profile_ends_its_sessions():
 
 
 # Trickle ICE (PATCH)
-
-def fragment(ufrag, pwd, candidates, end=True):
-    return (f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
-            + "".join(f"a={candidate}\r\n" for candidate in candidates) + ("a=end-of-candidates\r\n" if end else ""))
-
 
 def server_remote_candidates():
     (resource,) = whep.resources().values()

@@ -8,8 +8,6 @@ import http.server
 import json
 import shutil
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from tests.helpers import make_profile, run
 from tests.listener import dominant_frequency
 from tests.rigs.chromium import chromium_page, peak_frequency
-from tests.rigs.whep import WhepListener
+from tests.rigs.whep import WhepListener, http_over_socket
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,29 +32,11 @@ def orm_beside_playwright(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-def http_to(base):
-    """(method, path or URL, body, headers) -> (status, lowercased headers, text), over a real socket."""
-    def call(method, path, body, headers):
-        url = base + path if path.startswith("/") else path
-        request = urllib.request.Request(url, data=body.encode() if body else None, method=method,
-                                         headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read().decode()
-
-    async def http(method, path, body="", headers=None):
-        return await asyncio.to_thread(call, method, path, body, headers)
-
-    return http
-
-
 def test_an_aiortc_client_hears_440_hz_over_http_and_delete_frees_the_peer_at_once(server):
     make_profile("whep-tone", sine_frequency=440)
 
     async def scenario():
-        listener = WhepListener(http_to(server.url("")), "/whep/whep-tone/")
+        listener = WhepListener(http_over_socket(server.url("")), "/whep/whep-tone/")
         try:
             await listener.connect()
             heard = await listener.listen_for(2.0)

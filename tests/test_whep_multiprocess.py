@@ -17,7 +17,7 @@ from tests.listener import ask_for_stereo
 from tests.rigs.daphne import DaphneServer
 from tests.rigs.owner import MediaOwnerProcess
 from tests.rigs.redis_db import REDIS_URL
-from tests.rigs.whep import WhepListener, http_over_socket
+from tests.rigs.whep import WhepListener, fragment, http_over_socket, without_candidates
 from tests.waiting import until, until_awaited
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,17 +37,6 @@ def cluster(django_db_setup, tmp_path_factory):
     yield owner, workers
     for process in (*workers, owner):
         process.stop()
-
-
-def without_candidates(offer):
-    return "".join(line for line in offer.splitlines(keepends=True)
-                   if not line.startswith(("a=candidate:", "a=end-of-candidates")))
-
-
-def fragment(ufrag, pwd, candidates):
-    """A trickle-ice-sdpfrag (RFC 8840) with these candidates."""
-    return (f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
-            + "".join(f"a={candidate}\r\n" for candidate in candidates) + "a=end-of-candidates\r\n")
 
 
 async def peers(worker):

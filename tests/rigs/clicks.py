@@ -41,16 +41,23 @@ within two minutes, and the click latency with it, while an aiortc listener on t
 stream heard no growth. So the jitter buffer is also read every second (`getStats()`),
 and each click's latency *net of the jitter buffer* (minus the buffer's delay in the second of
 its onset) shows the rest of the path on its own: a server that falls behind grows that.
+
+Outside a browser, what a player plays into a PulseAudio null sink is recorded from the sink's
+monitor (`MonitorRecorder`, parec; its sample count is its clock) and its onsets found the same
+way (`find_onsets`), then paired by the same rule (bench/player_latency.py).
 """
 import ctypes
 import itertools
+import os
 import statistics
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from tests.rigs.process import stop_process
 from tests.waiting import wait_for
 
 RATE = 48_000
@@ -611,3 +618,121 @@ def start_listening(page, url, latency=None, timeout=20):
     if chosen:
         assert page.evaluate("() => window.rtcCaster.latency") == chosen, "the page did not take the latency choice"
     return chosen
+
+
+# -- what a sink plays, recorded ----------------------------------------------------------------
+#
+# A player's sound is heard where it reaches a sound sink: recorded by parec from the monitor of
+# the null sink it plays into. A null sink renders on the system clock, and parec on its monitor
+# delivers exactly RATE samples a second, so a sample's index is its time: sample i reached the
+# sink at start_ms + i * 1000 / RATE. start_ms comes from the reads: a read that brings the count
+# to n samples, arriving at wall time t, says the recording began no later than t - n / RATE; the
+# earliest of these figures is the start (a read that came late, a busy reader, says only that).
+
+
+def find_onsets(samples, rate, start_ms, threshold=DETECTOR_THRESHOLD, keep_ms=DETECTOR_KEEP_MS,
+                dead_ms=DETECTOR_DEAD_MS):
+    """Click onsets in a recording (mono, int16 or float in [-1, 1]) that began at wall time
+    `start_ms`, found as the page's detector finds them in its stream: a sample over `threshold`
+    at least `dead_ms` after the previous onset, its code decoded from the `keep_ms` that follow.
+    An onset whose `keep_ms` the recording does not hold yet is left for a later call."""
+    samples = np.asarray(samples)
+    if samples.dtype == np.int16:
+        samples = samples / 32767
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    keep, dead = samples_in(keep_ms, rate), samples_in(dead_ms, rate)
+    onsets, position = [], 0
+    while position < len(loud):
+        index = int(loud[position])
+        if index + keep > len(samples):
+            break
+        onsets.append(Onset(start_ms + index * 1000 / rate, decode_code(samples[index:index + keep], rate)))
+        position = int(np.searchsorted(loud, index + dead))
+    return onsets
+
+
+class MonitorRecorder(threading.Thread):
+    """Records a PulseAudio source (a sink's ".monitor") with parec, mono at RATE, from start()
+    until stop(); `onsets()` finds the clicks in it on the wall clock (see above)."""
+
+    def __init__(self, env, source, latency_msec=10):
+        super().__init__(daemon=True, name=f"recorder:{source}")
+        self.source = source
+        self._command = ["parec", f"--device={source}", "--raw", "--format=s16le", f"--rate={RATE}",
+                         "--channels=1", f"--latency-msec={latency_msec}"]
+        self._env = env
+        self._process = None
+        self._data = bytearray()
+        self._reads = []  # (wall ms on arrival, samples in all)
+        self._lock = threading.Lock()
+        self.failure = None
+
+    def start(self):
+        self._process = subprocess.Popen(self._command, env=self._env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE)
+        super().start()
+        return self
+
+    def run(self):
+        try:
+            fd = self._process.stdout.fileno()
+            while True:
+                data = os.read(fd, 1 << 16)
+                arrived = time.time() * 1000
+                if not data:
+                    break
+                with self._lock:
+                    self._data += data
+                    self._reads.append((arrived, len(self._data) // 2))
+        except Exception as error:  # noqa: BLE001 - reported by check(), not lost with the thread
+            self.failure = error
+
+    def check(self):
+        if self.failure is not None:
+            raise RuntimeError(f"recording {self.source} failed: {self.failure!r}") from self.failure
+        if self._process.poll() is not None:
+            raise RuntimeError(f"parec on {self.source} exited with {self._process.returncode}: "
+                               f"{self._process.stderr.read().decode(errors='replace').strip()}")
+
+    def samples(self):
+        with self._lock:
+            return np.frombuffer(bytes(self._data[:len(self._data) // 2 * 2]), dtype=np.int16)
+
+    def start_ms(self):
+        """Wall time of the first sample: the earliest arrival time less the samples it completed."""
+        with self._lock:
+            reads = list(self._reads)
+        return min(arrived - count * 1000 / RATE for arrived, count in reads) if reads else None
+
+    def read_lag_ms(self):
+        """How long after its last sample reached the sink each read arrived (ms; the earliest is 0):
+        a recording that lost samples would show a lag that never comes down again."""
+        start = self.start_ms()
+        with self._lock:
+            reads = list(self._reads)
+        return [arrived - count * 1000 / RATE - start for arrived, count in reads]
+
+    def level_db(self, last_ms=200):
+        """RMS in dBFS of the last `last_ms` recorded; -inf for silence or nothing yet."""
+        with self._lock:
+            tail = bytes(self._data[max(0, len(self._data) // 2 - samples_in(last_ms)) * 2:len(self._data) // 2 * 2])
+        samples = np.frombuffer(tail, dtype=np.int16).astype(np.float64)
+        rms = np.sqrt(np.mean(samples ** 2)) if len(samples) else 0.0
+        return 20 * np.log10(rms / 32768) if rms > 0 else float("-inf")
+
+    def onsets(self):
+        start = self.start_ms()
+        return [] if start is None else find_onsets(self.samples(), RATE, start)
+
+    def stop(self):
+        if self._process is not None:
+            stop_process(self._process, timeout=5)
+            self.join(5)
+            for stream in (self._process.stdout, self._process.stderr):
+                stream.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

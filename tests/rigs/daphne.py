@@ -1,4 +1,5 @@
 """A real RTC Caster server for tests: `manage.py serve` in a subprocess on 127.0.0.1."""
+import contextlib
 import json
 import os
 import socket
@@ -47,3 +48,26 @@ class DaphneServer(ServerProcess):
         with urllib.request.urlopen(self.url("/status.json"), timeout=5, context=ssl_context) as response:
             return json.load(response)
 
+
+@contextlib.contextmanager
+def daphne_servers(db_path, log_dir, server_class=DaphneServer, **server_args):
+    """Servers of a test's own: `start(port=None)` starts one (`port`: a killed one's, to restart
+    it there), logging to log_dir/daphne-N.log; every one is stopped on leaving.
+
+        with daphne_servers(db_path, tmp_path) as start_server:
+            first = start_server()
+            first.kill()
+            start_server(port=first.port)
+    """
+    started = []
+
+    def start(port=None):
+        log = Path(log_dir) / f"daphne-{len(started)}.log"
+        started.append(server_class(db_path, log, port=port, **server_args))
+        return started[-1].start()  # (listed first: stopped even if it never gets ready)
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

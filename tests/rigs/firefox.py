@@ -20,18 +20,14 @@ rig's environment (tests/rigs/pulseaudio.py). PulseAudio's socket is a file, so 
 from inside the namespace.
 """
 import itertools
-import json
 import os
-import queue
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 from pathlib import Path
 
 from tests.rigs.daphne import PROJECT, DaphneServer
+from tests.rigs.page_driver import DrivenPage
 
 FIREFOX = "/usr/bin/firefox-esr"
 DRIVER_DIR = PROJECT / "tests" / "js"
@@ -126,99 +122,30 @@ class FirefoxError(RuntimeError):
     pass
 
 
-class FirefoxPage:
+class FirefoxPage(DrivenPage):
     """One page of a headless Firefox inside `namespace`, playing into the PulseAudio of `pulse_env`.
 
     goto(url) loads a page; evaluate(expression) returns a JavaScript expression's value (a
-    promise is awaited), as JSON. Firefox's and the page's console output go to `log_path`."""
+    promise is awaited), as JSON (tests/rigs/page_driver.py). Firefox's and the page's console
+    output go to `log_path`."""
+
+    browser = "Firefox"
+    error = FirefoxError
 
     def __init__(self, namespace, pulse_env, log_path, start_timeout=60):
+        super().__init__(log_path, start_timeout)
         self.namespace = namespace
         self.pulse_env = pulse_env
-        self.log_path = Path(log_path)
-        self.start_timeout = start_timeout
-        self.process = None
-        self.home = None
-        self.answers = queue.Queue()
-        self.ids = itertools.count(1)
-        self.version = None
 
     def start(self):
         if not os.access(FIREFOX, os.X_OK):
             raise FirefoxError(f"{FIREFOX} is missing: scripts/setup.sh --dev installs firefox-esr")
         if not (DRIVER_DIR / "node_modules" / "puppeteer-core").is_dir():
             raise FirefoxError(f"puppeteer-core is missing in {DRIVER_DIR}: scripts/setup.sh --dev installs it")
-        self.home = tempfile.mkdtemp(prefix="firefox-home-")
+        self._open_log_and_home("firefox")
         # No display: headless only. The rig's PulseAudio is Firefox's sound output.
         env = {k: v for k, v in os.environ.items()
                if k not in ("DISPLAY", "WAYLAND_DISPLAY") and not k.startswith("PULSE_")}
         env.update(self.pulse_env, HOME=self.home, PUPPETEER_SKIP_DOWNLOAD="1")
-        self._log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            self.namespace.command(["node", DRIVER, FIREFOX]), cwd=DRIVER_DIR, env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
-        threading.Thread(target=self._read_answers, daemon=True).start()
-        ready = self._answer(0, self.start_timeout, "Firefox to start")
-        self.version = ready["version"]
-        return self
-
-    def _read_answers(self):
-        for line in self.process.stdout:
-            self.answers.put(json.loads(line))
-        self.answers.put(None)  # the driver has exited
-
-    def _answer(self, request_id, timeout, what):
-        try:
-            answer = self.answers.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}; see {self.log_path}") from None
-        if answer is None:
-            raise FirefoxError(f"the Firefox driver exited ({self.process.poll()}) while waiting for {what}; "
-                               f"see {self.log_path}")
-        if answer["id"] != request_id:
-            raise FirefoxError(f"answer {answer['id']} to request {request_id}")
-        if "error" in answer:
-            raise FirefoxError(f"{what} failed: {answer['error']}")
-        return answer["value"]
-
-    def _request(self, op, timeout, what, **fields):
-        request_id = next(self.ids)
-        self.process.stdin.write(json.dumps({"id": request_id, "op": op, **fields}) + "\n")
-        self.process.stdin.flush()
-        return self._answer(request_id, timeout, what)
-
-    def goto(self, url, timeout=30):
-        self._request("goto", timeout, f"Firefox to load {url}", url=url)
-
-    def evaluate(self, expression, timeout=15):
-        return self._request("evaluate", timeout, f"Firefox to evaluate {expression[:60]!r}", expression=expression)
-
-    def call(self, function, *args, timeout=15):
-        """Calls a JavaScript function given as source, e.g. "(a, b) => a + b", with JSON arguments."""
-        arguments = ", ".join(json.dumps(arg) for arg in args)
-        return self.evaluate(f"({function})({arguments})", timeout=timeout)
-
-    def close(self, timeout=30):
-        if self.process:
-            if self.process.poll() is None:
-                self.process.stdin.close()  # the driver closes Firefox and exits
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()  # its Firefox is killed with the namespace
-                    self.process.wait()
-            self._log.close()
-            self.process = None
-        if self.home:
-            shutil.rmtree(self.home, ignore_errors=True)
-            self.home = None
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc):
-        self.close()
+        # Killed by close() if it hangs, the driver leaves its Firefox to die with the namespace.
+        return self._start_driver(self.namespace.command(["node", DRIVER, FIREFOX]), env, cwd=DRIVER_DIR)

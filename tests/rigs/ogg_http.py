@@ -1,10 +1,44 @@
 """An HTTP client of `/stream/<slug>.ogg` for tests and benchmarks: plain asyncio over TCP, HTTP/1.1
 with chunked bodies as daphne sends them, the Ogg pages read as they arrive (with the time)."""
 import asyncio
+import contextlib
 import socket
 import ssl
 
 from streams.audio.oggopus import read_pages
+from tests.listener import Listener
+from tests.waiting import until
+
+
+def ogg_client(server, slug, query="", **client_options):
+    """A client, not yet open, of the Ogg stream of `slug` on `server` (a DaphneServer)."""
+    return OggHttpClient(server.port, f"/stream/{slug}.ogg{query}", **client_options)
+
+
+async def until_audio_pages(clients, count, timeout=20):
+    """Wait until every client has had `count` audio pages."""
+    await until(lambda: all(len(client.audio_pages) >= count for client in clients), timeout,
+                f"{count} audio pages at every client")
+
+
+@contextlib.asynccontextmanager
+async def webrtc_then_ogg(webrtc_server, ogg_server, slug):
+    """A WebRTC listener of `slug` on `webrtc_server` that has had 25 packets, then an Ogg client of
+    it on `ogg_server` that has had 100 audio pages: yields (listener, client), both still
+    connected; on leaving, closes the client, then the listener."""
+    webrtc = Listener(webrtc_server.ws_url(slug))
+    await webrtc.connect()
+    try:
+        await until(lambda: len(webrtc.heard.packets) >= 25, 20, f"WebRTC packets from port {webrtc_server.port}")
+        http = await ogg_client(ogg_server, slug).open()
+        try:
+            await until_audio_pages([http], 100)
+            yield webrtc, http
+        finally:
+            await http.close()
+            await asyncio.sleep(0)  # (not a wait: lets the close go out before the listener stops)
+    finally:
+        await webrtc.close()
 
 
 class OggHttpClient:

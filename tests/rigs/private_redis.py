@@ -6,6 +6,7 @@ from pathlib import Path
 import redis
 
 from tests.rigs.daphne import free_port
+from tests.rigs.process import stop_process
 from tests.waiting import wait_for
 
 
@@ -39,13 +40,7 @@ class PrivateRedis:
             return False
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def restart(self):
         """Stop it and start it again on the same port: every key, group and script is gone."""

@@ -1,6 +1,5 @@
 """A server process of a test: started and waited for, stopped with SIGTERM (killed if it
-hangs), its log readable."""
-import signal
+hangs), its log readable; and stop_process() for any child process."""
 import socket
 import subprocess
 from pathlib import Path
@@ -11,6 +10,19 @@ from tests.waiting import wait_for
 def accepts_tcp(port):
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_process(process, timeout=10, ask=None):
+    """End `process` if it still runs: ask it to (SIGTERM, or the call `ask`), wait up to
+    `timeout` s, then kill it."""
+    if process is None or process.poll() is not None:
+        return
+    (ask or process.terminate)()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class ServerProcess:
@@ -30,13 +42,7 @@ class ServerProcess:
         wait_for(started, timeout, f"{what} (log: {self.log_path})")
 
     def stop(self, timeout=10):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
 
     def kill(self):
         self.process.kill()

@@ -16,6 +16,7 @@ which keeps the sink rendering in 10 ms blocks; first reads then come in ~20 ms.
     player.terminate()
     rig.stop()
 """
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import wave
 
 import numpy as np
 
+from tests.rigs.process import stop_process
 from tests.waiting import wait_for
 
 ENV_NAMES = ("XDG_RUNTIME_DIR", "PULSE_RUNTIME_PATH", "PULSE_STATE_PATH", "PULSE_SERVER")
@@ -272,14 +274,21 @@ class PulseAudioRig:
         return player
 
 
+@contextlib.contextmanager
+def playing(player):
+    """While inside, `player` (what play_tone() or play_samples() returned) plays; it stops on leaving:
+
+        with playing(rig.play_tone(700, seconds=30)):
+            ...
+    """
+    try:
+        yield player
+    finally:
+        player.terminate()
+
+
 def _end(process, timeout=5.0):
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+    stop_process(process, timeout)
     for stream in (process.stdout, process.stderr):
         if stream:
             stream.close()
