@@ -42,6 +42,7 @@ sys.path.insert(0, str(PROJECT))
 from bench.janus_client import MOUNTPOINT_ID, JanusSwarms  # noqa: E402
 from bench.listeners import delivery, keeps_up, machine_busy_seconds, prepare_database, proc_cpu_seconds, proc_status  # noqa: E402
 from bench.swarm import Swarms  # noqa: E402
+from bench.systempackages import ensure_command  # noqa: E402
 from tests.rigs.daphne import DaphneServer, free_port  # noqa: E402
 from tests.rigs.process import ServerProcess, accepts_tcp, stop_process  # noqa: E402
 
@@ -57,16 +58,10 @@ def ensure_janus():
     """Install Janus from the system's packages if it is missing: only this benchmark needs it."""
     if shutil.which("janus"):
         return
-    print("janus is not installed: installing it now (apt-get install janus, a benchmark-only dependency)", flush=True)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    apt = [*sudo, "apt-get", "-o", "DPkg::Lock::Timeout=600"]
-    install = [*apt, "install", "-y", "-q", "--no-install-recommends", "janus"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, env=env).returncode != 0:  # perhaps stale package lists
-        subprocess.run([*apt, "update", "-q"], env=env, check=True)
-        subprocess.run(install, env=env, check=True)
+    ensure_command("janus", "janus")
     if Path("/run/systemd/system").is_dir():
         # The package enables a system-wide Janus (HTTP on port 8088, RTC Caster's own): not wanted.
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
         subprocess.run([*sudo, "systemctl", "disable", "--now", "janus"], capture_output=True)
 
 
