@@ -107,7 +107,8 @@ def cors(response, methods):
     """Any page may use WHEP (RFC 9725 asks endpoints to support CORS); without credentials, so a
     page of another site never acts with a visitor's cookies."""
     response["Access-Control-Allow-Origin"] = "*"
-    response["Access-Control-Expose-Headers"] = "Location, Link, ETag, Accept-Post, Accept-Patch, Retry-After"
+    response["Access-Control-Expose-Headers"] = ("Location, Link, ETag, Accept-Post, Accept-Patch, Retry-After, "
+                                                 "WWW-Authenticate")
     response["Allow"] = methods
     return response
 
@@ -212,14 +213,16 @@ async def endpoint(request, slug):
     if not offer.strip():
         return text(400, "The body must be an SDP offer.", ENDPOINT_METHODS)
     profile = await StreamProfile.objects.filter(slug=slug, enabled=True).afirst()
-    key = bearer_key(request)
-    if profile is None or profile.refusal(None, key):  # no user: WHEP carries no sign-in
-        user = await request.auser()
-        if profile is not None and profile.access == StreamProfile.Access.LOGGED_IN and user.is_authenticated:
-            # Only someone who may hear it on the page learns that it exists.
-            return text(403, "This stream is for signed-in users, and WHEP players carry no sign-in: "
-                             "listen on its page.", ENDPOINT_METHODS)
+    if profile is None:
         return await answered_as_django_does(request, Http404(not_found_message(slug)), ENDPOINT_METHODS)
+    if profile.access == StreamProfile.Access.LOGGED_IN:
+        return text(403, "This stream is for signed-in users, and WHEP players carry no sign-in: "
+                         "listen on its page.", ENDPOINT_METHODS)
+    key = bearer_key(request)
+    if profile.refusal(None, key):  # a token (RFC 9725 4.5) missing or wrong: 401 with a challenge (RFC 6750 3)
+        return text(401, "This stream needs its secret key as the player's token "
+                         "(Authorization: Bearer <key>); the key is missing or no longer valid.",
+                    ENDPOINT_METHODS, WWW_Authenticate='Bearer realm="rtc-caster"')
     return await start_session(request, profile, key, offer)
 
 
