@@ -62,7 +62,8 @@ def describe(label, timing, dropped, status, reference):
     frames = status["hubs"][0]["frames"]
     server = frames["capture_to_send_ms"] or {}
     lag = status["loop_lag_ms_last_minute"]
-    print(f"  {label}: {timing['packet_rate']:.3f} packets/s, drift {timing['drift_ms_per_minute']:+.1f} ms/min, "
+    print(f"  {label}: {timing['packet_rate']:.3f} packets/s, drift {timing['drift_ms_per_minute']:+.1f} ms/min "
+          f"(lower envelope {timing['envelope_drift_ms_per_minute']:+.1f}), "
           f"spread p50 {timing['spread_p50_ms']:.1f} ms p95 {timing['spread_p95_ms']:.1f} ms "
           f"(the device read by parec: p95 {reference['spread_p95_ms']:.1f} ms, drift {reference['drift_ms_per_minute']:+.1f}), "
           f"jumps {timing['timeline_jumps']}, lost {timing['lost']}, dropouts {dropped}; server: capture to send "

@@ -80,3 +80,27 @@ def own_server(django_db_setup, tmp_path):
     yield start
     for daphne in started:
         daphne.stop()
+
+
+RELEASE_BUILD = pytest.StashKey()
+
+
+def pytest_collection_finish(session):
+    """With release tests to run, start the release build now, in the background at the lowest
+    CPU priority (tests/rigs/release.py): it is ready by the time they come."""
+    if any(item.path.name == "test_release.py" for item in session.items):
+        from tests.rigs.release import ReleaseBuild
+
+        session.config.stash[RELEASE_BUILD] = ReleaseBuild().start(niceness=19)
+
+
+def pytest_sessionfinish(session):
+    build = session.config.stash.get(RELEASE_BUILD, None)
+    if build is not None:
+        build.stop()
+
+
+@pytest.fixture(scope="session")
+def release_build(request, tmp_path_factory):
+    """The release built in the background since collection (see pytest_collection_finish)."""
+    return request.config.stash[RELEASE_BUILD].wait(unpack_into=tmp_path_factory.mktemp("unpacked"))

@@ -12,14 +12,14 @@ from tests.conftest import MONITOR
 from tests.helpers import run
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.admin_http import AdminOverHttp
-from tests.rigs.release import PROJECT, ReleaseBuild, ReleaseServer, bare_environment
+from tests.rigs.release import PROJECT, ReleaseServer, bare_environment
 
 pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    return ReleaseBuild(tmp_path_factory.mktemp("unpacked")).build()
+def release(release_build):
+    return release_build
 
 
 def git(*args):

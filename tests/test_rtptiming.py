@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tests.rigs.rtptiming import busiest_window, dropouts, rtp_timing, timeline_steps
+from tests.rigs.rtptiming import busiest_window, dropouts, lower_envelope_slope, rtp_timing, timeline_steps
 
 
 def packets(count, every_ms=20.0, step=960, jitter_ms=None, start_ts=4_294_000_000, start_seq=65_000):
@@ -79,3 +79,11 @@ def test_the_busiest_window_counts_a_burst():
     assert busiest_window(steady) == 5
     burst = steady[:50] + [(steady[50][0] + i * 0.5, *steady[50 + i][1:]) for i in range(10)] + steady[60:]
     assert busiest_window(burst) == 4 + 10  # the burst and the four packets of the 100 ms before it
+
+
+def test_the_lower_envelope_finds_the_drift_under_jitter_that_only_ever_delays():
+    rng = np.random.default_rng(5)
+    t = np.arange(1500) * 0.02
+    delays = rng.exponential(0.004, size=t.size)  # most packets a little late, a few very late
+    assert lower_envelope_slope(t, 0.0002 * t + delays) == pytest.approx(0.0002, abs=0.00002)
+    assert lower_envelope_slope(t, delays) == pytest.approx(0, abs=0.00002)

@@ -32,6 +32,7 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
     i, j = np.triu_indices(len(whole), k=1)
     lag_slope = float(np.median((floors[j] - floors[i]) / (whole[j] - whole[i]))) if len(whole) > 1 else 0.0
     residuals = floors - floors[0] - lag_slope * (whole - whole[0])
+    envelope = lower_envelope_slope(elapsed, offset)
     spread = (offset - offset.min()) * 1000
     frame_samples = frame_samples or clock_rate // 50
     steps = np.diff(timestamps)
@@ -43,6 +44,8 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
         "drift_ms_per_minute": round(float(-lag_slope * 60_000), 1),
         # The same slope as what it did over this recording: how far the latency moved end to end.
         "latency_change_ms": round(float(lag_slope * elapsed[-1] * 1000), 1),
+        # The same drift from the lower envelope of every packet (the line under all of them).
+        "envelope_drift_ms_per_minute": round(float(-envelope * 60_000), 1),
         # How far the seconds' floors scatter about that slope: the noise under the estimate.
         "floor_scatter_ms": round(float(np.std(residuals - np.median(residuals)) * 1000), 1),
         "spread_p50_ms": round(float(np.percentile(spread, 50)), 1),
@@ -50,6 +53,30 @@ def rtp_timing(packets, clock_rate, frame_samples=None):
         "timeline_jumps": int(np.sum(steps != frame_samples)),
         "lost": int(sequence[-1] - sequence[0] + 1 - len(np.unique(sequence))),
     }
+
+
+def lower_envelope_slope(t, y):
+    """The slope of the line under every point (t, y) that lies closest to them overall: the
+    edge of their lower convex hull above the mean t (the clock-skew estimate of Moon, Skelly
+    and Towsley, 1999). Delays only ever add to a packet's offset, so its fastest packets,
+    whenever they came, fix the line; no second needs a fast packet of its own."""
+    hull = []  # indices of the lower hull, left to right
+    for k in np.argsort(t, kind="stable"):
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (y[b] - y[a]) * (t[k] - t[a]) >= (y[k] - y[a]) * (t[b] - t[a]):  # b is not below a-k
+                hull.pop()
+            else:
+                break
+        hull.append(k)
+    if len(hull) < 2:
+        return 0.0
+    middle = float(np.mean(t))
+    for a, b in zip(hull, hull[1:]):
+        if t[b] >= middle and t[b] > t[a]:
+            return float((y[b] - y[a]) / (t[b] - t[a]))
+    a, b = hull[-2], hull[-1]
+    return float((y[b] - y[a]) / (t[b] - t[a])) if t[b] > t[a] else 0.0
 
 
 def timeline_steps(packets, frame_samples=960):
