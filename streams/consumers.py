@@ -13,6 +13,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected  # what daphne raises on a send to a closed socket
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -208,6 +209,15 @@ class ListenConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_RENEGOTIATE)
             return
         await self.fail(SignalingError(code, message, CLOSE_CODES[code]))
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        """A message to the listener, unless its socket is already gone: a listener that hangs up
+        may close DTLS a moment before its WebSocket, and the session ending on the first then
+        finds daphne's protocol closed. There is nobody left to tell; its disconnect follows."""
+        try:
+            await super().send(text_data, bytes_data, close)
+        except Disconnected:
+            logger.info("%s: the socket closed before a message could reach it", self.client_address())
 
     async def send_status(self, state, message):
         await self.send(text_data=json.dumps({"type": "status", "state": state, "message": message}))

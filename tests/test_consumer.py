@@ -205,3 +205,20 @@ def test_one_address_may_hold_only_so_many_sockets_before_any_offer(settings, ha
         assert get_runtime().sockets.seats_held == 0
 
     run(scenario())
+
+
+def test_a_message_to_a_socket_daphne_has_already_closed_is_dropped_with_a_log_line(caplog):
+    """A listener that hangs up may close DTLS a moment before its WebSocket: the session's end
+    then finds daphne's protocol closed (autobahn raises Disconnected, seen in a suite run)."""
+    from autobahn.exception import Disconnected
+
+    from streams.consumers import ListenConsumer
+
+    async def closed_protocol(message):
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    consumer = ListenConsumer()
+    consumer.scope, consumer.base_send = {"client": ("127.0.0.1", 5000)}, closed_protocol
+    with caplog.at_level("INFO", logger="streams.consumers"):
+        run(consumer.send_error("connection-failed", "The audio connection ended."))
+    assert "127.0.0.1: the socket closed before a message could reach it" in caplog.text

@@ -128,7 +128,7 @@ def test_chromium_plays_a_secret_stream_through_the_whip_whep_client_from_anothe
     assert "trickled candidate(s) added" in server.log()
 
 
-def test_chromium_with_the_wrong_key_is_refused_as_for_an_unknown_stream(server, player_site):
+def test_chromium_with_the_wrong_key_is_refused_with_401_and_an_unknown_stream_with_404(server, player_site):
     make_profile("whep-guarded", access="link", access_key=KEY)
     with chromium_page() as page:
         page.goto(player_site)
@@ -136,6 +136,7 @@ def test_chromium_with_the_wrong_key_is_refused_as_for_an_unknown_stream(server,
                               server.url("/whep/whep-guarded/"))
         unknown = page.evaluate("""(url) => window.play(url, "guess").then(() => "played", (e) => String(e))""",
                                 server.url("/whep/no-such-stream/"))
-    # The status reached the page (CORS headers on the refusal too), and it is the unknown stream's.
-    assert error == unknown == "Error: Request rejected with status 404"
+    # The statuses reached the page of another site (CORS headers on the refusals too).
+    assert error == "Error: Request rejected with status 401"
+    assert unknown == "Error: Request rejected with status 404"
     assert server.status()["peers"] == 0
