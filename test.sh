@@ -1,9 +1,29 @@
 #!/usr/bin/env bash
 # Set up (idempotently, with the test tools) and run the whole test suite.
+#   ./test.sh            the whole suite
+#   ./test.sh -k sdp     one pytest run with these arguments
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh --dev
 scripts/ensure-redis.sh
 # Tests and benchmarks only ever use loopback for media (see README, RTC_ICE_ADDRESSES).
 export RTC_ICE_ADDRESSES=127.0.0.1
-exec .venv/bin/python -m pytest "$@"
+[ "$#" -gt 0 ] && exec .venv/bin/python -m pytest "$@"
+
+# The whole suite. These tests spend their time waiting on timers (consent expiry, deadlines,
+# lockouts, Redis key expiry) or on the release build, with no timing of sound to disturb: they
+# run beside the rest in a second pytest, with a database and a Redis database of their own.
+beside=(tests/test_vanished_listener.py tests/test_httpguard.py tests/test_login_throttle.py
+        tests/test_owner_lock.py tests/test_cluster_admission.py tests/test_release.py)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+RTC_TEST_DB_PATH="$scratch/test-db.sqlite3" RTC_TEST_REDIS_URL=redis://127.0.0.1:6379/12 \
+  .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$scratch/pytest" "${beside[@]}" \
+  > "$scratch/beside.log" 2>&1 &
+beside_pid=$!
+status=0
+.venv/bin/python -m pytest "${beside[@]/#/--ignore=}" || status=$?
+wait "$beside_pid" || status=$?
+echo "=== the tests run beside: ${beside[*]} ==="
+cat "$scratch/beside.log"
+exit "$status"
