@@ -139,10 +139,12 @@ class StreamRuntime:
     def send_soon(self, coroutine):
         """Run `coroutine` (a message on its way out) on this runtime's loop without waiting for it.
         The task is kept until it is done (asyncio keeps only a weak reference) and close() gives it
-        SEND_GRACE_SECONDS to finish. Call on the runtime's loop."""
+        SEND_GRACE_SECONDS to finish. A send that fails (the channel layer's Redis restarting, say)
+        is logged as a warning, once. Call on the runtime's loop."""
         task = self.loop.create_task(coroutine)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        task.add_done_callback(_log_failed_send)
         return task
 
     def part(self, kind):
@@ -220,6 +222,11 @@ class StreamRuntime:
         for capture in self.captures.captures():
             capture.stop()
         self.loop_lag.abandon()
+
+
+def _log_failed_send(task):
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("a message could not be sent: %s", task.exception() or type(task.exception()).__name__)
 
 
 _runtime = None  # the one runtime (see the module's docstring), open or closed with its loop
