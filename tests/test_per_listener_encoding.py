@@ -12,13 +12,13 @@ from aiortc.clock import current_ms
 
 from streams.audio.broadcast import BroadcastHub, HubRegistry, ListenerTrack
 from streams.audio.config import StreamConfig
-from streams.audio.sources import SineSource
 from streams.ops.supervision import Backoff
 from streams.runtime import get_runtime
 from streams.webrtc import rtcinternals
 from tests.helpers import make_profile, run, save_profile
 from tests.listener import Listener, dominant_frequency
 from tests.rigs.admin_http import operator
+from tests.rigs.faulty_source import FailingSource
 from tests.rigs.whep import NOTHING, WhepListener, async_http, held
 from tests.waiting import until, wait_for
 
@@ -27,31 +27,13 @@ STEREO = StreamConfig(slug="raw", source="sine", channels=2, codec="opus", sine_
 PCMU = StreamConfig(slug="raw-pcmu", source="sine", channels=1, codec="pcmu", sine_frequencies=(700.0,))
 
 
-class Source:
-    """The real sine source, made to fail on the frame numbers given (a fault injected)."""
-
-    def __init__(self, config, fail_on=()):
-        self._sine = SineSource(config.sine_frequencies)
-        self._fail_on = fail_on
-        self._frames = 0
-
-    async def next_frame(self):
-        self._frames += 1
-        if self._frames in self._fail_on:
-            raise RuntimeError(f"injected fault at frame {self._frames}")
-        return await self._sine.next_frame()
-
-    def close(self):
-        self._sine.close()
-
-
 def per_listener_hubs(fail_on=()):
     """A registry of hubs that hand raw frames to each listener's own encoder (aiortc's sender);
     the first source opened fails on the frame numbers `fail_on`."""
     opened = []
 
     def open_source(config, on_device_state):
-        opened.append(Source(config, () if opened else fail_on))
+        opened.append(FailingSource(config.sine_frequencies, () if opened else fail_on))
         return opened[-1]
 
     def make_hub(config, on_idle):

@@ -10,11 +10,11 @@ from streams.audio import broadcast
 from streams.audio.broadcast import BroadcastHub, HubRegistry
 from streams.audio.config import StreamConfig
 from streams.audio.pacing import RealTimePacer
-from streams.audio.sources import SineSource
 from streams.webrtc.fanout import ListenerSender
 from streams.ops.supervision import GIVE_UP_AFTER, Backoff, Supervisor
 from tests.helpers import run
 from tests.listener import dominant_frequency
+from tests.rigs.faulty_source import FailingSource
 from tests.rigs.peer_pair import connected_pair, send_path
 from tests.waiting import until
 
@@ -25,30 +25,13 @@ def quick_backoff():
     return Backoff(first=0.01, most=0.05, steady=10)
 
 
-class FailingSource:
-    """A real sine source whose next_frame raises on the frame numbers given (a fault injected)."""
-
-    def __init__(self, fail_on, opened):
-        self._sine = SineSource(CONFIG.sine_frequencies)
-        self._fail_on = fail_on
-        self._frames = 0
-        opened.append(self)
-
-    async def next_frame(self):
-        self._frames += 1
-        if self._frames in self._fail_on:
-            raise RuntimeError(f"injected fault at frame {self._frames}")
-        return await self._sine.next_frame()
-
-    def close(self):
-        self._sine.close()
-
-
 def hub_registry(fail_on=(), fail_every_open=False, announced=None):
     opened = []
 
     def open_source(config, on_device_state):
-        return FailingSource(fail_on if (fail_every_open or not opened) else (), opened)
+        source = FailingSource(CONFIG.sine_frequencies, fail_on if (fail_every_open or not opened) else ())
+        opened.append(source)
+        return source
 
     def make_hub(config, on_idle):
         hub = BroadcastHub(config, 50, open_source, lambda slug, state, message: announced.append(state), on_idle)

@@ -70,8 +70,10 @@ def test_an_answer_that_fails_is_a_500_and_the_next_request_is_answered(caplog):
 def test_a_holder_too_slow_is_no_answer_and_its_late_answer_is_not_sent(monkeypatch, caplog):
     monkeypatch.setattr(whepforward, "FORWARD_TIMEOUT_SECONDS", 0.2)
 
+    asker_gave_up = asyncio.Event()
+
     async def answer(request):
-        await asyncio.sleep(0.4)  # a slow holder is what is tested
+        await asker_gave_up.wait()  # the holder answers only once the asker has stopped waiting
         return 200, [], b""
 
     async def scenario():
@@ -79,6 +81,7 @@ def test_a_holder_too_slow_is_no_answer_and_its_late_answer_is_not_sent(monkeypa
         try:
             with pytest.raises(whepforward.NoAnswer, match="did not answer within 0.2 s"):
                 await asking.forward("holding", REQUEST)
+            asker_gave_up.set()
             await until(lambda: "answered a forwarded WHEP request too late" in caplog.text, 2, "the late answer")
             return sum(queue.qsize() for queue in holding.layer.channels.values())  # messages in the layer
         finally:
