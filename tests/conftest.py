@@ -83,15 +83,14 @@ def own_server(django_db_setup, tmp_path):
 
 
 RELEASE_BUILD = pytest.StashKey()
-# Tests that time sound against the wall clock or a browser's playout: they run last, once the
-# release build and the tests that ./test.sh runs beside the rest are done with the CPU.
-RUN_LAST = ("test_device_clock.py", "test_firefox_page.py", "test_page_fallback.py", "test_multiprocess_capture.py",
-            "test_device_timing.py", "test_latency_growth.py")
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: RUN_LAST.index(item.path.name) + 1 if item.path.name in RUN_LAST else 0)
+    """Tests that time sound against the wall clock or a browser's playout (marked `times_sound`)
+    run last in a plain pytest run. ./test.sh runs them first, on their own, before the rest run
+    two at a time."""
+    items.sort(key=lambda item: item.get_closest_marker("times_sound") is not None)
 
 
 def pytest_collection_finish(session):

@@ -1,5 +1,5 @@
-"""Listener limits over every worker (streams/relay/admission.py) against the real Redis, database 11
-(or RTC_TEST_REDIS_URL's: two test runs side by side must not share one).
+"""Listener limits over every worker (streams/relay/admission.py) against the real Redis, in the
+test run's own database (tests/rigs/redis_db.py).
 
 Two ClusterAdmission objects with their own worker ids stand for two worker processes. Seats go
 by the profile's primary key (HALL, FOYER); a rename with listeners on two real workers:
@@ -16,9 +16,9 @@ from streams.relay import admission as admission_module
 from streams.relay import wire
 from streams.relay.admission import ClusterAdmission
 from tests.helpers import counted_listeners, run
+from tests.rigs.redis_db import REDIS_URL
 from tests.waiting import until
 
-REDIS_URL = os.environ.get("RTC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 HALL, FOYER = 1, 2  # two profiles' primary keys
 
 

@@ -12,7 +12,7 @@ from streams.audio.deviceclock import DeviceTimeline
 from streams.audio.sources import DeviceSource
 from tests.fake_clocked_device import FakeClockedDevice
 
-FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+pytestmark = pytest.mark.times_sound  # the fake device's frames are timed against the wall clock
 
 
 # -- DeviceTimeline -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from tests.listener import Listener
 from tests.rigs.cpuload import cpu_burners
 from tests.rigs.rtptiming import dropouts, rtp_timing
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.times_sound]
 
 MEASURE_SECONDS = 30
 # With both cores busy the seconds' floors scatter by a few ms (floor_scatter_ms), and 30 s of them

@@ -7,7 +7,7 @@ from tests.helpers import make_profile
 from tests.rigs.chromium import chromium_page
 from tests.rigs.clicks import ClickWriter, growth, measure, start_listening
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300), pytest.mark.times_sound]
 
 MINUTES = 2
 # Compared net of Chromium's jitter buffer, which adapts by itself: in one run on a sound server it

@@ -1,6 +1,6 @@
 """Multi-process mode with a real device: the media owner captures the PulseAudio rig's
 null-sink monitor, a worker relays it; the device's loss and return reach the worker's
-listener from the owner through the Channels layer on Redis (database 14)."""
+listener from the owner through the Channels layer on Redis (tests/rigs/redis_db.py)."""
 import asyncio
 
 import pytest
@@ -10,12 +10,11 @@ from tests.helpers import run
 from tests.listener import Listener
 from tests.rigs.rtptiming import dropouts, rtp_timing
 from tests.rigs.owner import owner_and_workers
+from tests.rigs.redis_db import REDIS_URL
 from tests.rigs.device_loss import assert_lost_then_back, device_profile, hears, lose_and_restore_the_device
 from tests.waiting import until
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-REDIS_URL = "redis://127.0.0.1:6379/14"
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.times_sound]
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,9 @@ def test_a_second_owner_waits_as_a_standby_and_runs_nothing_while_the_first_hold
     assert not second_took_over and "media owner now" not in second_log
     assert "starting patient" not in second_log and first.log().count("starting patient") == 1
     arrivals = [packet[0] for packet in heard.packets]
-    assert max(np.diff(arrivals)) < 100  # the first owner played on, undisturbed
+    # The first owner played on, undisturbed: a hand-over would leave a gap of seconds (the lock's
+    # TTL); 250 ms leaves room for a loaded machine (132 ms seen with the suite beside a soak).
+    assert max(np.diff(arrivals)) < 250
 
 
 def test_the_standby_takes_over_once_a_dead_owners_lock_expires_and_listeners_hear_it_without_reconnecting(

@@ -22,7 +22,7 @@ from tests.rigs.page_meters import meter_hears, meter_rms_db
 from tests.rigs.webkit import WebKitPage
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.times_sound]
 
 LEFT_HZ, RIGHT_HZ = 440, 660
 
