@@ -3,16 +3,7 @@ clock the test owns (tests/rigs/virtual_clock.py): every frame's time is exact, 
 import pytest
 
 from streams.audio.pacing import FRAME_SECONDS, MAX_CATCH_UP_SECONDS, RealTimePacer
-from tests.rigs.virtual_clock import VirtualClockLoop
-
-
-def on_virtual_clock(scenario):
-    """Run `scenario(loop)` on a VirtualClockLoop; its result."""
-    loop = VirtualClockLoop()
-    try:
-        return loop.run_until_complete(scenario(loop))
-    finally:
-        loop.close()
+from tests.rigs.virtual_clock import run_on_virtual_clock as on_virtual_clock
 
 
 async def frames(pacer, loop, count):

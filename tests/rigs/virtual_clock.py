@@ -5,11 +5,7 @@ Where the loop would wait (nothing ready, a timer due later), the clock jumps to
 instead. `loop.hold_up(seconds)` moves the clock on with nothing run, as a blocking call or a
 busy machine would hold a real loop up.
 
-    loop = VirtualClockLoop()
-    try:
-        loop.run_until_complete(scenario(loop))
-    finally:
-        loop.close()
+    result = run_on_virtual_clock(scenario)   # the coroutine scenario(loop) on a fresh VirtualClockLoop
 """
 import asyncio
 import selectors
@@ -42,3 +38,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def hold_up(self, seconds):
         """The loop held up for `seconds`: time passes, nothing runs."""
         self.now += seconds
+
+
+def run_on_virtual_clock(scenario):
+    """Run the coroutine `scenario(loop)` on a fresh VirtualClockLoop; its result."""
+    loop = VirtualClockLoop()
+    try:
+        return loop.run_until_complete(scenario(loop))
+    finally:
+        loop.close()
