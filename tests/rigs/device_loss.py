@@ -88,5 +88,8 @@ def assert_lost_then_back(silent, connection, seconds_to_return, statuses, packe
     # (None at all is right too: a device whose last audio came late ends with its backlog, and
     # the silence after it is already on the wall clock's time.)
     assert all(step > 0 and marked for step, marked in steps), steps
-    assert sum(bool(packet[4]) for packet in packets) == len(steps), "a marker where the timeline ran on"
+    marked_on = [(i, (packets[i][2] - packets[i - 1][2]) % (1 << 32), packets[i][1] - packets[i - 1][1])
+                 for i in range(1, len(packets)) if packets[i][4]]
+    assert len(marked_on) == len(steps) and not packets[0][4], \
+        f"a marker where the timeline ran on: (index, timestamp step, sequence step) {marked_on}; steps {steps}"
     assert abs(media_ms - arrival_ms) <= MAX_TIMELINE_OFF_WALL_CLOCK_MS
