@@ -49,15 +49,16 @@ FRAME = 960
 
 
 def test_restamp_starts_at_zero_and_follows_the_owner_while_it_runs_on():
-    assert wire.restamp(None, None, 123_456, 0, FRAME) == 0
-    assert wire.restamp(9600, 500_000, 500_960, 960, FRAME) == 10_560
-    assert wire.restamp(9600, 500_000, 502_880, 2880, FRAME) == 12_480  # two packets lost: same gap here
+    assert wire.restamp(None, None, 123_456, 0, FRAME) == (0, True)
+    assert wire.restamp(9600, 500_000, 500_960, 960, FRAME) == (10_560, False)
+    assert wire.restamp(9600, 500_000, 502_880, 2880, FRAME) == (12_480, True)  # two packets lost: same gap here
 
 
 def test_restamp_goes_by_the_clock_when_the_owner_restarts_or_was_away():
     # The owner restarted: its pts went back to 0. 3.2 s passed: 160 frames on.
-    assert wire.restamp(9600, 500_000, 0, 3.2 * 48_000, FRAME) == 9600 + 160 * FRAME
-    # A jump forward of more than a second is not followed either.
-    assert wire.restamp(9600, 500_000, 900_000, 960, FRAME) == 9600 + FRAME
+    assert wire.restamp(9600, 500_000, 0, 3.2 * 48_000, FRAME) == (9600 + 160 * FRAME, True)
+    # A jump forward of more than a second is not followed either; it came in a burst, so our
+    # timeline runs on by one frame, and the packet is still marked: the sound does not run on.
+    assert wire.restamp(9600, 500_000, 900_000, 960, FRAME) == (9600 + FRAME, True)
     # Never less than a frame on, even if no time seems to have passed.
-    assert wire.restamp(9600, 500_000, 500_000, 0, FRAME) == 9600 + FRAME
+    assert wire.restamp(9600, 500_000, 500_000, 0, FRAME) == (9600 + FRAME, True)

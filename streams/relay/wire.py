@@ -142,17 +142,19 @@ def sequence_gap(previous, sequence):
 
 
 def restamp(last_local, last_remote, remote, elapsed_samples, frame_samples):
-    """The worker's own pts for a packet whose owner pts is `remote`.
+    """The worker's own pts for a packet whose owner pts is `remote`, and whether the packet
+    starts a new stretch of the timeline (RTP's marker).
 
     Listeners' timestamps must run on without jumps back, whatever the owner does: while the
     owner's pts advance normally (by up to a second), follow them; otherwise (the owner
     restarted, or was gone for long) advance by the time that really passed, rounded to
-    whole frames and at least one frame.
+    whole frames and at least one frame. Any step but one frame in the owner's timeline is
+    marked, even where ours runs on by one frame (the packet came in a burst after the jump).
     """
     if last_local is None:
-        return 0
+        return 0, True
     step = remote - last_remote
     if 0 < step <= 50 * frame_samples:
-        return last_local + step
+        return last_local + step, step != frame_samples
     frames = max(1, round(elapsed_samples / frame_samples))
-    return last_local + frames * frame_samples
+    return last_local + frames * frame_samples, True

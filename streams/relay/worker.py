@@ -118,15 +118,15 @@ class RelayHub(Hub):
             return last
         now = time.monotonic()
         if last is None:
-            pts, marker = 0, True
+            pts, marker = wire.restamp(None, None, remote_pts, 0, self.frame_samples)
         else:
             last_sequence, last_remote, last_pts, last_time = last
             gap = wire.sequence_gap(last_sequence, sequence)
             if gap:
                 self.packets_missed += gap
             elapsed = round((now - last_time) * self.clock_rate)
-            pts = wire.restamp(last_pts, last_remote, remote_pts, elapsed, self.frame_samples)
-            marker = pts != last_pts + self.frame_samples  # a gap: DTX, or the owner's timeline jumped
+            # Marked after a gap: DTX, a lost packet, or the owner's timeline jumped.
+            pts, marker = wire.restamp(last_pts, last_remote, remote_pts, elapsed, self.frame_samples)
         self._set_status("playing", "")
         self._push(EncodedPacket(payload, pts, marker), len(payload))
         return sequence, remote_pts, pts, now
