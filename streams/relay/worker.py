@@ -48,6 +48,9 @@ class RelayHub(Hub):
         self.clock_rate = rtp_clock_rate(config.codec)
         self.frame_samples = self.clock_rate * FRAME_MS // 1000
         self.late_frames = 0  # (the owner paces the stream; a relay makes nothing late itself)
+        # (owner sequence, owner pts, our pts, monotonic time) of the last packet relayed: kept
+        # across a restart of the relay task, so that the listeners' timeline never goes back.
+        self._last = None
 
     def _start(self):
         self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=5)
@@ -89,7 +92,6 @@ class RelayHub(Hub):
             await asyncio.sleep(WANT_RENEW_SECONDS)
 
     async def _relay(self):
-        last = None  # (owner sequence, owner pts, our pts, monotonic time) of the last packet
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -99,7 +101,7 @@ class RelayHub(Hub):
                         # None also comes for the (ignored) subscribe confirmation: go by the clock.
                         message = await pubsub.get_message(timeout=SILENCE_SECONDS / 4)
                         if message is not None:
-                            last = self._forward(message["data"], last)
+                            self._last = self._forward(message["data"], self._last)
                             heard_at = time.monotonic()
                         elif time.monotonic() - heard_at > SILENCE_SECONDS:
                             self._set_status("source-lost", SOURCE_LOST_MESSAGE)
