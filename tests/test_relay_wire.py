@@ -62,3 +62,13 @@ def test_restamp_goes_by_the_clock_when_the_owner_restarts_or_was_away():
     assert wire.restamp(9600, 500_000, 900_000, 960, FRAME) == (9600 + FRAME, True)
     # Never less than a frame on, even if no time seems to have passed.
     assert wire.restamp(9600, 500_000, 500_000, 0, FRAME) == (9600 + FRAME, True)
+
+
+def test_the_audio_channel_names_the_database_for_pub_sub_is_one_namespace_per_server():
+    import redis.asyncio as aioredis
+
+    key = wire.stream_key(StreamConfig(slug="default", source="sine", channels=2, codec="opus"))
+    first, second = (aioredis.from_url(f"redis://127.0.0.1:6379/{n}") for n in (3, 4))
+    assert (wire.database_of(first), wire.database_of(second)) == (3, 4)
+    assert wire.database_of(aioredis.from_url("redis://127.0.0.1:6379")) == 0
+    assert wire.audio_channel(key, 3) == f"rtc:audio:3:{key}" != wire.audio_channel(key, 4)

@@ -61,7 +61,7 @@ class PacketPublisher:
 
     def __init__(self, redis, key):
         self.key = key
-        self.channel = wire.audio_channel(key)
+        self.channel = wire.audio_channel(key, wire.database_of(redis))
         self._redis = redis
         self._queue = collections.deque(maxlen=PUBLISH_QUEUE_PACKETS)
         self._ready = asyncio.Event()

@@ -1,6 +1,6 @@
 """What goes through Redis between the media owner and the workers, and under which names.
 
-Audio: one Redis pub/sub channel per stream variant (`rtc:audio:<key>`), one message per
+Audio: one Redis pub/sub channel per stream variant (`rtc:audio:<db>:<key>`), one message per
 encoded packet, raw bytes:
 
     version (1 byte) | stream key (8 bytes) | sequence (uint32) | pts (uint64) | payload
@@ -80,8 +80,17 @@ def config_from_json(text):
     return config
 
 
-def audio_channel(key):
-    return f"{AUDIO_PREFIX}{key}"
+def audio_channel(key, database):
+    """The pub/sub channel of stream `key`. Redis has one pub/sub namespace for the whole server,
+    whatever database a client uses: the name carries the database, so that two installations
+    (or test runs) sharing a Redis server on different databases never hear each other's streams
+    (a profile "default" with the same settings has the same key in both)."""
+    return f"{AUDIO_PREFIX}{database}:{key}"
+
+
+def database_of(redis):
+    """The database number a redis-py client uses (0 unless its URL names another)."""
+    return int(redis.connection_pool.connection_kwargs.get("db") or 0)
 
 
 def want_member(key, worker_id, hub_id):

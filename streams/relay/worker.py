@@ -4,7 +4,7 @@ A RelayHub stands where a BroadcastHub stands in single-process mode (HubRegistr
 one per StreamConfig) and looks the same to peers and /status.json, but it opens no
 source and encodes nothing. While it has listeners it
 - keeps this worker's demand for the stream alive in Redis (its member of `rtc:wanted`, see wire.py),
-- subscribes to the stream's packets (`rtc:audio:<key>`), counts sequence gaps,
+- subscribes to the stream's packets (`rtc:audio:<db>:<key>`), counts sequence gaps,
 - re-stamps each packet on its own continuous clock (wire.restamp) and pushes the same
   EncodedPacket to every listener, exactly as a BroadcastHub does,
 - says "source-lost" to its listeners when packets stop for a second (owner restarting,
@@ -95,7 +95,7 @@ class RelayHub(Hub):
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(wire.audio_channel(self.key))
+                    await pubsub.subscribe(wire.audio_channel(self.key, wire.database_of(self._redis)))
                     heard_at = time.monotonic()
                     while True:
                         # None also comes for the (ignored) subscribe confirmation: go by the clock.
