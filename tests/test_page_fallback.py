@@ -230,12 +230,17 @@ def test_without_a_udp_path_the_page_plays_the_fallback_and_goes_back_to_webrtc_
         assert on_fallback(page)  # an attempt failing on the fallback changes nothing on the page
         offers = blocker.offers
         blocker.blocked = False
-        page.clock.fast_forward(RETRY_WEBRTC_EVERY_MS)  # the planned attempt is due now: no 30 s wait
+        # The page's clock moved on instead of waiting: to a second before the attempt is due, 30 s
+        # after the last one began (nothing yet), then past it.
+        started = page.evaluate("window.rtcCaster.connection.startedAt")
+        page.clock.fast_forward(int(started + RETRY_WEBRTC_EVERY_MS - page.evaluate("performance.now()")) - 1000)
+        assert page.evaluate("window.rtcCaster.connection.startedAt") == started, "an attempt before its time"
+        page.clock.fast_forward(2000)
         unblocked_at = page.evaluate("performance.now()")
         page.evaluate(RECORD_OUTPUTS_JS)
         wait_for(lambda: transport(page) == "webrtc" and status(page)[0] == "connected", 10, "WebRTC again")
         back_after_s = (page.evaluate("performance.now()") - unblocked_at) / 1000
-        print(f"back on WebRTC {back_after_s:.1f} s after the planned attempt was due")
+        print(f"back on WebRTC {back_after_s:.1f} s after the page's clock passed the planned attempt")
         assert blocker.offers == offers + 1  # the planned attempt, and only it
         wait_for(lambda: page.evaluate("!window.rtcCaster.fallback.streaming"), 5, "the Ogg stream ended")
         assert not page.evaluate("window.rtcCaster.player.paused")
