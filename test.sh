@@ -25,11 +25,15 @@ status=0
 .venv/bin/python -m pytest -m times_sound "${ignore_beside[@]}" || status=$?
 
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+beside_pid=
+# Stopped (Ctrl-C, say) before the pytest beside is done: it goes too, with what it started.
+trap '[ -n "$beside_pid" ] && kill -TERM -- -"$beside_pid" 2>/dev/null; wait; rm -rf "$scratch"' EXIT
+set -m  # the pytest beside in a process group of its own
 RTC_TEST_DB_PATH="$scratch/test-db.sqlite3" RTC_TEST_REDIS_URL=redis://127.0.0.1:6379/12 \
   .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$scratch/pytest" "${beside[@]}" \
   > "$scratch/beside.log" 2>&1 &
 beside_pid=$!
+set +m
 .venv/bin/python -m pytest -n 2 --dist loadfile -m "not times_sound" "${ignore_beside[@]}" || status=$?
 wait "$beside_pid" || status=$?
 echo "=== the tests run beside: ${beside[*]} ==="

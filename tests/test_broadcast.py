@@ -13,6 +13,11 @@ from tests.rigs.virtual_clock import run_on_virtual_clock
 CONFIG = StreamConfig(slug="hub", source="sine", channels=2, codec="opus")
 
 
+def on_virtual_clock(scenario):
+    """Run the coroutine function `scenario()` on the virtual-clock loop; its result."""
+    return run_on_virtual_clock(lambda loop: scenario())
+
+
 def registry(max_packets=5):
     def sine(config, on_device_state):
         return SineSource(config.sine_frequencies)
@@ -34,7 +39,7 @@ def test_a_slow_listener_drops_its_oldest_packets_without_slowing_the_others():
         slow.stop()
         return received, queued, slow.dropped, newest, hubs.running()
 
-    received, queued, dropped, newest, left = run_on_virtual_clock(lambda loop: scenario())
+    received, queued, dropped, newest, left = on_virtual_clock(scenario)
     assert all(isinstance(p, EncodedPacket) for p in received)
     assert [p.pts for p in received] == [i * 960 for i in range(30)]  # the fast one missed nothing
     assert queued == 5 and dropped >= 24  # bounded; the oldest went first
@@ -58,7 +63,7 @@ def test_one_hub_per_distinct_config_and_one_encode_per_frame():
             track.stop()
         return packets_a, packets_b, counts, sent
 
-    packets_a, packets_b, counts, sent = run_on_virtual_clock(lambda loop: scenario())
+    packets_a, packets_b, counts, sent = on_virtual_clock(scenario)
     assert counts == [1, 2]
     assert packets_a == packets_b and all(x is y for x, y in zip(packets_a, packets_b))  # the very same objects
     assert sent[2] >= 10
@@ -84,7 +89,7 @@ def test_listeners_handed_over_together_run_on_in_time_and_share_each_restamped_
             track.stop()
         return before, after, configs, hubs.running()
 
-    before, after, configs, left = run_on_virtual_clock(lambda loop: scenario())
+    before, after, configs, left = on_virtual_clock(scenario)
     for first, then in zip(before, after):
         assert [p.pts for p in first + then] == [i * 960 for i in range(15)]
     assert all(x is y for x, y in zip(*after))  # one re-stamped copy for both listeners
@@ -105,7 +110,7 @@ def test_a_new_listener_starts_at_the_live_edge_not_with_what_queued_while_it_co
             track.stop()
         return seen, queued, first, connecting.skipped_at_start
 
-    seen, queued, first, skipped = run_on_virtual_clock(lambda loop: scenario())
+    seen, queued, first, skipped = on_virtual_clock(scenario)
     assert queued >= 7
     assert first is seen[-1] or first.pts > seen[-1].pts  # the newest packet, not the oldest queued
     assert skipped == queued - 1
@@ -140,7 +145,7 @@ def test_a_stream_runs_at_most_its_cap_of_variants_and_later_ones_join_the_close
             track.stop()
         return asked, got, other.hub.config
 
-    asked, got, other = run_on_virtual_clock(lambda loop: scenario())
+    asked, got, other = on_virtual_clock(scenario)
     assert len(made) == 4  # three variants of the stream, one of the other stream
     assert [c.opus_bitrate for c in got] == [16_000, 32_000, 64_000, 16_000, 32_000]  # richest within the limit
     assert other.opus_bitrate == 24_000
@@ -155,6 +160,6 @@ def test_a_webrtc_listener_gets_a_sender_the_hub_pushes_to_and_an_http_listener_
         sender.stop(), reader.stop()
         return sender, reader, first, hub, hubs.running()
 
-    sender, reader, first, hub, left = run_on_virtual_clock(lambda loop: scenario())
+    sender, reader, first, hub, left = on_virtual_clock(scenario)
     assert isinstance(sender, ListenerSender) and reader.hub is hub and left == []
     assert first.marker  # the hub's first packet begins its timeline

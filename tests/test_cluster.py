@@ -1,5 +1,5 @@
 """./run.sh --workers N: `manage.py cluster` runs a media owner and N daphne workers on one
-shared socket under supervisord, with the real Redis (database 13)."""
+shared socket under supervisord, with the real Redis (tests/rigs/redis_db.py)."""
 import os
 import signal
 import subprocess

@@ -46,7 +46,7 @@ def test_source_to_browser_latency_does_not_grow_over_two_minutes(pulse, capture
         session = measure(page, writer, MINUTES, sample=lambda: hub(capture_server, "clicks"))
 
     result = session.pairing
-    print(f"\nbefore the clicks: {session.settling.describe()}")
+    print(f"\nclick writer: {writer.priority}; before the clicks: {session.settling.describe()}")
     for minute, net, buffer in zip(session.minutes, session.net_minutes, session.jitter_buffer_minutes()):
         print(f"minute {minute.minute}: {minute.describe()}; net of the jitter buffer {net.describe()}; "
               f"jitter buffer {buffer['delay_ms'] or 0:.0f} ms")

@@ -1,7 +1,7 @@
 """Multi-process mode with the real Redis: one media owner, two daphne workers (issue 8).
 
 Redis is the one on 127.0.0.1:6379 that the test set-up starts when nothing answers
-(scripts/ensure-redis.sh); these tests use database 13 of it.
+(scripts/ensure-redis.sh); these tests use the run's database of it (tests/rigs/redis_db.py).
 """
 import asyncio
 

@@ -1,6 +1,6 @@
 """Ogg over HTTP in multi-process mode (REDIS_URL): the workers relay the media owner's packets
 to their HTTP listeners as to their WebRTC ones, and the listener limits count both, over
-every worker. Redis database 13 of the test set-up's Redis, as tests/test_multiprocess.py."""
+every worker. The test set-up's Redis, as tests/test_multiprocess.py."""
 import asyncio
 
 import pytest

@@ -1,6 +1,6 @@
 """The media owner's standby (streams/relay/owner.py): a second `manage.py media_owner` waits on
 the Redis lock while the first holds it, and takes over when the first is gone. Real owners,
-a real daphne worker, an aiortc listener, the real Redis (database 13)."""
+a real daphne worker, an aiortc listener, the real Redis (tests/rigs/redis_db.py)."""
 import asyncio
 import concurrent.futures
 import contextlib

@@ -3,7 +3,7 @@ clock the test owns (tests/rigs/virtual_clock.py): every frame's time is exact, 
 import pytest
 
 from streams.audio.pacing import FRAME_SECONDS, MAX_CATCH_UP_SECONDS, RealTimePacer
-from tests.rigs.virtual_clock import run_on_virtual_clock as on_virtual_clock
+from tests.rigs.virtual_clock import run_on_virtual_clock
 
 
 async def frames(pacer, loop, count):
@@ -17,7 +17,7 @@ def test_frames_are_due_every_20_ms_from_the_first_which_is_due_at_once():
         started = loop.time()
         return pacer, started, await frames(pacer, loop, 50)
 
-    pacer, started, made = on_virtual_clock(scenario)
+    pacer, started, made = run_on_virtual_clock(scenario)
     assert [index for index, _ in made] == list(range(50))
     assert [when for _, when in made] == pytest.approx([started + i * FRAME_SECONDS for i in range(50)], abs=1e-9)
     assert (pacer.late_frames, pacer.skipped_frames) == (0, 0)
@@ -30,7 +30,7 @@ def test_after_a_hold_up_under_200_ms_the_missed_frames_go_out_at_once_counted_l
         loop.hold_up(0.15)  # frames 5..10 are now over a frame period overdue, 11 is 10 ms overdue
         return pacer, before[0][1], loop.time(), await frames(pacer, loop, 10)
 
-    pacer, started, resumed_at, after = on_virtual_clock(scenario)
+    pacer, started, resumed_at, after = run_on_virtual_clock(scenario)
     assert [index for index, _ in after] == list(range(5, 15))  # none skipped
     assert [when for _, when in after[:7]] == [resumed_at] * 7  # 5..11 at once
     assert [when for _, when in after[7:]] == pytest.approx([started + i * FRAME_SECONDS for i in (12, 13, 14)],
@@ -45,7 +45,7 @@ def test_after_a_hold_up_over_200_ms_the_missed_frames_are_skipped_and_the_strea
         loop.hold_up(0.51)  # to +590 ms: frame 5 is 490 ms overdue
         return pacer, before[0][1], loop.time(), await frames(pacer, loop, 3)
 
-    pacer, started, resumed_at, after = on_virtual_clock(scenario)
+    pacer, started, resumed_at, after = run_on_virtual_clock(scenario)
     assert 0.49 > MAX_CATCH_UP_SECONDS
     # Frame 29 (due at +580 ms) goes out at once; 5..28 are never made.
     assert after[0] == (29, resumed_at)
