@@ -27,7 +27,7 @@ status=0
 scratch=$(mktemp -d)
 beside_pid=
 # Stopped (Ctrl-C, say) before the pytest beside is done: it goes too, with what it started.
-trap '[ -n "$beside_pid" ] && kill -TERM -- -"$beside_pid" 2>/dev/null; wait; rm -rf "$scratch"' EXIT
+trap 'if [ -n "$beside_pid" ]; then kill -TERM -- -"$beside_pid" 2>/dev/null || true; fi; wait || true; rm -rf "$scratch"' EXIT
 set -m  # the pytest beside in a process group of its own
 RTC_TEST_DB_PATH="$scratch/test-db.sqlite3" RTC_TEST_REDIS_URL=redis://127.0.0.1:6379/12 \
   .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$scratch/pytest" "${beside[@]}" \
