@@ -133,6 +133,7 @@ def change_the_tone_while_listening(server, admin, profile, hz):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.times_sound  # no gap of 100 ms around the change: run alone
 def test_a_per_listener_encoded_listener_hears_a_tone_change_on_the_same_connection(own_server):
     server = own_server(PER_LISTENER)
     profile = make_profile("per-listener", channels=1, sine_frequency=440)
