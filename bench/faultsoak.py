@@ -48,6 +48,8 @@ stopped by the operator; the figures of the fresh processes are printed too); no
 
     .venv/bin/python bench/faultsoak.py                                   # 2 hours, 100 listeners, 2 workers
     .venv/bin/python bench/faultsoak.py --hours 0.1 --listeners 10        # a 6-minute check
+    # one owner for nearly the whole run (its RSS judged over 100 minutes): the owner kill last
+    .venv/bin/python bench/faultsoak.py --faults $(printf 'profile-change,device-unplug,redis-restart,worker-kill,%.0s' 1 2 3 4 5)profile-change,device-unplug,redis-restart,owner-kill
 """
 import argparse
 import asyncio
