@@ -58,7 +58,7 @@ def load(kind, server):
         raise SystemExit(f"unknown --load {kind!r}")
 
 
-def describe(label, timing, dropped, status, reference):
+def describe(label, timing, dropped, status, reference, server_label="server"):
     frames = status["hubs"][0]["frames"]
     server = frames["capture_to_send_ms"] or {}
     lag = status["loop_lag_ms_last_minute"]
@@ -66,7 +66,7 @@ def describe(label, timing, dropped, status, reference):
           f"(lower envelope {timing['envelope_drift_ms_per_minute']:+.1f}), "
           f"spread p50 {timing['spread_p50_ms']:.1f} ms p95 {timing['spread_p95_ms']:.1f} ms "
           f"(the device read by parec: p95 {reference['spread_p95_ms']:.1f} ms, drift {reference['drift_ms_per_minute']:+.1f}), "
-          f"jumps {timing['timeline_jumps']}, lost {timing['lost']}, dropouts {dropped}; server: capture to send "
+          f"jumps {timing['timeline_jumps']}, lost {timing['lost']}, dropouts {dropped}; {server_label}: capture to send "
           f"p50 {server.get('p50')} ms p99 {server.get('p99')} ms, dropped {frames['dropped_frames']}, "
           f"silence {frames['silence_frames']}, event loop lag p99 {lag['p99']} ms max {lag['max']} ms, "
           f"longest GC pause {status['gc_pauses_ms_last_minute']['max']} ms", flush=True)
@@ -129,7 +129,8 @@ async def measure(server, rig, minutes):
     for minute, (start, end, status) in enumerate(zip(marks, marks[1:], statuses), 1):
         describe(f"minute {minute:>2}", *figures(start, end)[:2], status, figures(start, end)[2])
     timing, dropped, device = figures(marks[0], marks[-1])
-    describe("all", timing, dropped, statuses[-1], device)
+    # The server's /status.json keeps one minute: the whole run's row shows its last.
+    describe("all", timing, dropped, statuses[-1], device, server_label="server, its last minute")
 
 
 def main():
