@@ -464,43 +464,11 @@ class RedisTap(threading.Thread):
 # --- measuring the processes -------------------------------------------------------------------------
 
 
-def socket_kinds(pid, redis_port):
-    """{socket inode: what it is} for the sockets in a process's network namespace: "redis"
-    (TCP to `redis_port`), "tcp listening", "tcp other", "udp", "unix"."""
-    kinds = {}
-    for proto in ("tcp", "tcp6", "udp", "udp6", "unix"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]:
-                fields = line.split()
-                if proto == "unix":
-                    kinds[fields[6]] = "unix"
-                elif proto.startswith("udp"):
-                    kinds[fields[9]] = "udp"
-                elif int(fields[2].rsplit(":", 1)[1], 16) == redis_port:
-                    kinds[fields[9]] = "redis"
-                else:
-                    kinds[fields[9]] = "tcp listening" if fields[3] == "0A" else "tcp other"
-    return kinds
-
-
-def fd_kinds(pid, redis_port):
-    """{"redis": n, "udp": n, "pipe": n, "file": n, ...}: what a process's open files are."""
-    sockets, kinds = socket_kinds(pid, redis_port), {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                kind = sockets.get(target[8:-1], "socket")
-            else:
-                kind = target.split(":", 1)[0] if ":" in target and not target.startswith("/") else "file"
-            kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
-
-
 def process_figures(pid, redis_port=None):
     """RSS (MB), threads, open files and age (s) of a process (with `redis_port`, also what its
     open files are), or None if it is gone."""
     from bench.listeners import proc_status
+    from tests.rigs.open_files import fd_kinds
 
     try:
         figures = proc_status(pid)
@@ -631,7 +599,7 @@ def wait_idle(cluster, baseline, timeout=45):
         if idle and back:
             break
         time.sleep(1)
-    time.sleep(3)  # the owner trims its memory once idle (streams/ops/memory.py)
+    time.sleep(3)  # the owner gives back memory 2 s into being idle (streams/relay/owner.py)
     return idle_figures(cluster)
 
 
@@ -974,8 +942,9 @@ def wait_ended(clients, timeout):
 def warm_up(cluster, faults, count, swarm_size, logdir):
     """What the run's end does, once before the baseline: `count` listeners connect and receive,
     the operator switches the profile off (and on again), and every worker's /metrics is read.
-    The idle baseline then holds what a process keeps once it has served that: thread pools,
-    imports, and the Redis connections its pools opened for that many listeners leaving at once."""
+    The idle baseline then holds what a process keeps once it has served that: thread pools and
+    imports. (The Redis connections its pools opened for that many listeners at once it closes
+    2 s into being idle: streams/ops/redispools.py.)"""
     from tests.waiting import wait_for
 
     clients = Clients([w.ws_url(PROFILE_SLUG) for w in cluster.workers], count, swarm_size, logdir)
@@ -993,7 +962,7 @@ def warm_up(cluster, faults, count, swarm_size, logdir):
     for worker in cluster.workers:  # /metrics reads on a thread of its own (asyncio.to_thread), made at first use
         with urllib.request.urlopen(worker.url("/metrics"), timeout=10) as response:
             response.read()
-    time.sleep(5)  # the owner stops the stream, its capture lingers 1 s, then it trims its memory
+    time.sleep(5)  # the owner stops the stream, its capture lingers 1 s; 2 s idle, it gives back memory and connections
 
 
 def main():

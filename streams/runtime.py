@@ -31,7 +31,7 @@ import threading
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .ops import livestats
+from .ops import livestats, redispools
 from .audio import frametiming, sources
 from .audio.broadcast import BroadcastHub, HubRegistry
 from .audio.capture import AudioCaptureManager
@@ -116,15 +116,29 @@ class StreamRuntime:
     def _every_minute(self):
         frametiming.log_minute(self.hubs.running())
         release_free_memory()
+        if self._idle():  # two commands that happened to overlap meanwhile opened one more
+            self.send_soon(self._close_idle_connections())
+
+    def _idle(self):
+        return not self.peers and not self.hubs.running()
 
     def _went_idle(self):
         """The last stream stopped. Once its peers have finished closing, and if nobody came
-        back meanwhile, give the memory the listeners used back to the system."""
+        back meanwhile, give the memory and the Redis connections the listeners used back."""
         def release_if_still_idle():
-            if not self.peers and not self.hubs.running():
+            if self._idle():
                 release_free_memory(collect_garbage=True)
+                self.send_soon(self._close_idle_connections())
 
         asyncio.get_running_loop().call_later(IDLE_RELEASE_SECONDS, release_if_still_idle)
+
+    async def _close_idle_connections(self):
+        """Close the connections to Redis that the listeners made this process open and nothing uses
+        now (its channel layer's, its listener counts'; streams/ops/redispools.py)."""
+        closed = await redispools.close_idle(*redispools.channel_layer_clients(get_channel_layer()))
+        closed += await self.admission.close_idle_connections() + await self.sockets.close_idle_connections()
+        if closed:
+            logger.info("idle: closed %d unused connection(s) to Redis", closed)
 
     def open_source(self, config, on_device_state):
         return sources.open_source(config, self.captures, on_device_state)
@@ -137,7 +151,7 @@ class StreamRuntime:
         self.send_soon(get_channel_layer().group_send(status_group(profile_id, worker_id), event))
 
     def send_soon(self, coroutine):
-        """Run `coroutine` (a message on its way out) on this runtime's loop without waiting for it.
+        """Run `coroutine` (a message on its way out, or other short work) on this runtime's loop without waiting for it.
         The task is kept until it is done (asyncio keeps only a weak reference) and close() gives it
         SEND_GRACE_SECONDS to finish. A send that fails (the channel layer's Redis restarting, say)
         is logged as a warning, once. Call on the runtime's loop."""

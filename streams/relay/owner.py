@@ -24,6 +24,7 @@ import time
 import uuid
 
 import redis.asyncio as aioredis
+from channels.layers import get_channel_layer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
@@ -31,7 +32,8 @@ from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from ..audio import frametiming, sources
 from ..audio.broadcast import BroadcastHub
 from ..audio.capture import AudioCaptureManager
-from ..ops import livestats
+from ..ops import livestats, redispools
+from ..ops.memory import release_free_memory
 from ..ops.supervision import Supervisor
 from . import wire
 
@@ -119,6 +121,7 @@ class MediaOwner:
         self.token = f"{name}/{uuid.uuid4().hex}"  # what it holds the lock with: its own, whatever its name
         self.holding = False  # holds the lock and may run streams
         self.streams = {}  # stream key -> OwnedStream
+        self._idle_spells = redispools.IdleSpells()
 
     async def run(self):
         """Wait for the lock, then serve demand until cancelled; if the lock is lost, stop and wait again."""
@@ -132,6 +135,7 @@ class MediaOwner:
                         logger.info("%s: media owner now (lock %s, token %s)", self.name, wire.OWNER_LOCK, self.token)
                         await self._serve(lock, sent)
                     else:
+                        await self._release_if_idle()
                         await asyncio.sleep(POLL_SECONDS)
                 except RedisError as error:
                     logger.warning("%s: cannot reach Redis (%s); retrying", self.name, error)
@@ -163,8 +167,10 @@ class MediaOwner:
                 if time.monotonic() >= minute_ends:
                     minute_ends += 60
                     frametiming.log_minute([stream.hub for stream in self.streams.values()])
+                    release_free_memory()
                 try:
                     await self._follow_demand()
+                    await self._release_if_idle()
                     if time.monotonic() >= stats_due:
                         stats_due = time.monotonic() + STATS_SECONDS
                         await self._publish_stats()
@@ -212,6 +218,16 @@ class MediaOwner:
                 logger.info("%s: the lock is renewed again", self.name)
             failing = False
             deadline = sent + STOP_AFTER_SECONDS
+
+    async def _release_if_idle(self):
+        """With no stream to run for a while, give back what the streams took: the memory (as a
+        worker does, streams/ops/memory.py) and the Redis connections its publishers opened and
+        nothing uses now (streams/ops/redispools.py)."""
+        if self._idle_spells.due(not self.streams, time.monotonic()):
+            release_free_memory(collect_garbage=True)
+            clients = [self._redis, *redispools.channel_layer_clients(get_channel_layer())]
+            if closed := await redispools.close_idle(*clients):
+                logger.info("%s: idle: closed %d unused connection(s) to Redis", self.name, closed)
 
     def _let_go(self):
         """This owner may no longer run streams: stop them all, now."""
