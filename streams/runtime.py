@@ -117,10 +117,10 @@ class StreamRuntime:
         frametiming.log_minute(self.hubs.running())
         release_free_memory()
         if self._idle():  # two commands that happened to overlap meanwhile opened one more
-            self.send_soon(self._close_idle_connections())
+            self.send_soon(self._close_idle_connections(first=False))
 
     def _idle(self):
-        return not self.peers and not self.hubs.running()
+        return not self.closed and not self.peers and not self.hubs.running()
 
     def _went_idle(self):
         """The last stream stopped. Once its peers have finished closing, and if nobody came
@@ -128,18 +128,21 @@ class StreamRuntime:
         def release_if_still_idle():
             if self._idle():
                 release_free_memory(collect_garbage=True)
-                self.send_soon(self._close_idle_connections())
+                self.send_soon(self._close_idle_connections(first=True))
 
         asyncio.get_running_loop().call_later(IDLE_RELEASE_SECONDS, release_if_still_idle)
 
-    async def _close_idle_connections(self):
-        """Close the connections to Redis that the listeners made this process open and nothing uses
-        now (its channel layer's, its listener counts'; streams/ops/redispools.py)."""
-        closed = await redispools.close_idle(*redispools.channel_layer_clients(get_channel_layer()))
-        closed += await self.admission.close_idle_connections() + await self.sockets.close_idle_connections()
-        if closed:
-            logger.info("idle: closed %d unused connection(s) to Redis", closed)
-
+    async def _close_idle_connections(self, first):
+        """Close the connections to Redis that the listeners made this process's channel layer open
+        and nothing uses now (streams/ops/redispools.py). Said in the log the `first` time in a
+        spell of idleness, and whenever it closed any."""
+        try:
+            closed = await redispools.close_idle(*redispools.channel_layer_clients(get_channel_layer()))
+        except Exception:  # a bug: say so; the process serves on with the connections open
+            logger.exception("closing the unused connections to Redis failed")
+            return
+        if first or closed:
+            logger.info("idle: memory given back, %d unused connection(s) to Redis closed", closed)
     def open_source(self, config, on_device_state):
         return sources.open_source(config, self.captures, on_device_state)
 

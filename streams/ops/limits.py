@@ -70,8 +70,5 @@ class LocalAdmission:
     def seats_held(self):
         return len(self._counted)
 
-    async def close_idle_connections(self):
-        return 0  # it holds none
-
     async def close(self):
         self._counted.clear()

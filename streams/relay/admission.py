@@ -21,7 +21,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ..ops import redispools
 from ..ops.limits import listener_refusal, local_refusal
 from ..ops.supervision import Supervisor
 from . import wire
@@ -121,10 +120,6 @@ class ClusterAdmission:
     def seats_held(self):
         """This worker's admitted listeners."""
         return len(self._counted)
-
-    async def close_idle_connections(self):
-        """Close the Redis connections no count is using (the worker went idle); how many."""
-        return await redispools.close_idle(self._redis)
 
     async def _uncount(self, profile_id, address, rewrites):
         """Uncount a listener that left when `rewrites` rewrites had been made."""

@@ -24,7 +24,6 @@ import time
 import uuid
 
 import redis.asyncio as aioredis
-from channels.layers import get_channel_layer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
@@ -111,10 +110,11 @@ class OwnedStream:
 
 
 class MediaOwner:
-    def __init__(self, redis_url, announce, capture_linger_seconds=3, name="owner"):
+    def __init__(self, redis_url, announce, capture_linger_seconds=3, name="owner", announce_clients=list):
         self._redis = aioredis.from_url(redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
                                         socket_connect_timeout=REDIS_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0))
         self._announce = announce  # announce(profile_id, state, message): to every listener of the profile
+        self._announce_clients = announce_clients  # () -> the Redis clients announce uses: given back when idle
         self._wanted = self._redis.register_script(wire.WANTED)
         self.captures = AudioCaptureManager(capture_linger_seconds)
         self.name = name  # for the log
@@ -221,13 +221,15 @@ class MediaOwner:
 
     async def _release_if_idle(self):
         """With no stream to run for a while, give back what the streams took: the memory (as a
-        worker does, streams/ops/memory.py) and the Redis connections its publishers opened and
-        nothing uses now (streams/ops/redispools.py)."""
-        if self._idle_spells.due(not self.streams, time.monotonic()):
+        worker does, streams/ops/memory.py) and the Redis connections its publishers and its
+        announcements opened and nothing uses now (streams/ops/redispools.py). Said in the log
+        the first time in a spell of idleness, and whenever it closed any."""
+        time_in_spell = self._idle_spells.due(not self.streams, time.monotonic())
+        if time_in_spell:
             release_free_memory(collect_garbage=True)
-            clients = [self._redis, *redispools.channel_layer_clients(get_channel_layer())]
-            if closed := await redispools.close_idle(*clients):
-                logger.info("%s: idle: closed %d unused connection(s) to Redis", self.name, closed)
+            closed = await redispools.close_idle(self._redis, *self._announce_clients())
+            if time_in_spell == 1 or closed:
+                logger.info("%s: idle: memory given back, %d unused connection(s) to Redis closed", self.name, closed)
 
     def _let_go(self):
         """This owner may no longer run streams: stop them all, now."""

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from streams.audio import priority
+from streams.ops import redispools
 from streams.relay.owner import MediaOwner
 from streams.runtime import status_group
 
@@ -40,7 +41,8 @@ class Command(BaseCommand):
             task.add_done_callback(pending.discard)
 
         name = f"{socket.gethostname()}:{os.getpid()}"
-        owner = MediaOwner(settings.REDIS_URL, announce, settings.RTC_CAPTURE_LINGER_SECONDS, name=name)
+        owner = MediaOwner(settings.REDIS_URL, announce, settings.RTC_CAPTURE_LINGER_SECONDS, name=name,
+                           announce_clients=lambda: redispools.channel_layer_clients(get_channel_layer()))
         runner = asyncio.create_task(owner.run())
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
