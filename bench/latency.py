@@ -12,11 +12,13 @@
    by itself). Each minute also reads the browser's jitter buffer (inbound-rtp delay and target
    per emitted sample, over that minute) and the server's /status.json figures for the stream.
    --sessions browser sessions per latency choice; several choices (--latency low,robust) are
-   measured alternately.
+   measured alternately. A choice may name 10 ms Opus frames (`low+10ms`: a device profile
+   whose frames are 10 ms instead of 20), so that both frame lengths are measured side by side.
 
     .venv/bin/python bench/latency.py
     .venv/bin/python bench/latency.py --minutes 1 --sessions 1 --tries 3     # a quick check
     .venv/bin/python bench/latency.py --latency low,normal,robust
+    .venv/bin/python bench/latency.py --latency low,normal,robust,low+10ms   # and 10 ms frames beside 20
 """
 import argparse
 import os
@@ -37,6 +39,7 @@ from tests.rigs.daphne import DaphneServer  # noqa: E402
 from tests.rigs.pulseaudio import PulseAudioRig  # noqa: E402
 
 LATENCY_CHOICES = ("low", "normal", "robust")
+FRAME_CHOICES = (20, 10)  # ms of Opus per packet: the default, and what a profile may choose
 TAG = "rtc-latency-bench:"
 
 # Reports through the console, so that the benchmark never has to query the page before the tap:
@@ -77,9 +80,17 @@ def setup_django(db_path):
 
     StreamProfile.objects.create(name="Tone", slug="tone")
     # DTX off: a quiet floor between the clicks must be sent as sound, not as no packets at all.
-    StreamProfile.objects.create(
-        name="Desk", slug="desk", source="device", device_name="PulseAudio: virt.monitor", opus_dtx=False
-    )
+    for frame_ms in FRAME_CHOICES:
+        StreamProfile.objects.create(name=f"Desk {frame_ms} ms", slug=desk_slug(frame_ms), source="device",
+                                     device_name="PulseAudio: virt.monitor", opus_dtx=False, opus_frame_ms=frame_ms)
+
+
+def desk_slug(frame_ms):
+    return "desk" if frame_ms == 20 else f"desk-{frame_ms}ms"
+
+
+def setting_label(latency, frame_ms):
+    return latency if frame_ms == 20 else f"{latency}, {frame_ms} ms frames"
 
 
 def summary(values):
@@ -176,16 +187,17 @@ def server_minute(before, after):
     return ", ".join(parts)
 
 
-def source_to_browser(server, rig, minutes, latency):
+def source_to_browser(server, rig, minutes, latency, frame_ms):
+    slug = desk_slug(frame_ms)
     with ClickWriter(rig.child_env()) as writer, chromium_page() as page:
-        chosen = start_listening(page, server.url("/listen/desk/"), latency=latency)
-        session = measure(page, writer, minutes, sample=lambda: server_figures(server, "desk"))
+        chosen = start_listening(page, server.url(f"/listen/{slug}/"), latency=latency)
+        session = measure(page, writer, minutes, sample=lambda: server_figures(server, slug))
     return session, chosen
 
 
-def print_session(number, latency, chosen, session):
+def print_session(number, setting, chosen, session):
     result = session.pairing
-    label = latency if chosen else f"{latency} asked, page has no choice"
+    label = setting if chosen else f"{setting} asked, page has no choice"
     queued = [click.queued_ms for click in session.clicks]
     print(f"session {number} ({label}): {summary(result.latencies())}; growth {figure(growth(session.minutes), sign=True)}"
           f" (net of the jitter buffer {figure(growth(session.net_minutes), sign=True)}); "
@@ -202,7 +214,7 @@ def print_session(number, latency, chosen, session):
               f"(target {figure(buffer['target_ms'])}){concealed}; server: {server_minute(before, after)}")
 
 
-def print_pooled(latency, sessions):
+def print_pooled(setting, sessions):
     medians = [statistics.median(s.pairing.latencies()) for s in sessions if s.pairing.latencies()]
     pooled = [value for s in sessions for value in s.pairing.latencies()]
     unpaired = sum(len(s.pairing.unpaired) for s in sessions)
@@ -211,17 +223,24 @@ def print_pooled(latency, sessions):
     spread = f"{min(medians):.0f}–{max(medians):.0f} ms" if medians else "–"
     growths = ", ".join(f"{figure(growth(s.minutes), sign=True)} (net {figure(growth(s.net_minutes), sign=True)})"
                         for s in sessions)
-    print(f"source to browser ({latency}; click plays in the sink → Chromium's playout takes it), "
+    print(f"source to browser ({setting}; click plays in the sink → Chromium's playout takes it), "
           f"{len(sessions)} sessions: {summary(pooled)}; session medians {spread}; growth per session {growths}; "
           f"{unpaired} of {clicks} clicks unpaired, {suspicious} suspicious")
 
 
 def latency_choices(text):
-    choices = [choice.strip() for choice in text.split(",") if choice.strip()]
-    unknown = set(choices) - set(LATENCY_CHOICES)
-    if not choices or unknown:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(LATENCY_CHOICES)} (comma-separated)")
-    return choices
+    """[(latency choice, Opus frame ms)] from "low,robust,low+10ms"."""
+    settings = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        latency, _, frames = item.partition("+")
+        frame_ms = int(frames.removesuffix("ms")) if frames.removesuffix("ms").isdigit() else None
+        if latency not in LATENCY_CHOICES or (frames and frame_ms not in FRAME_CHOICES):
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: choose from {', '.join(LATENCY_CHOICES)}, each optionally +10ms (comma-separated)")
+        settings.append((latency, frame_ms or FRAME_CHOICES[0]))
+    if not settings:
+        raise argparse.ArgumentTypeError("no latency choice given")
+    return settings
 
 
 def main():
@@ -229,8 +248,9 @@ def main():
     parser.add_argument("--tries", type=int, default=20, help="tabs for time to first sound (0: skip)")
     parser.add_argument("--minutes", type=int, default=10, help="length of each source-to-browser session")
     parser.add_argument("--sessions", type=int, default=3, help="browser sessions per latency choice")
-    parser.add_argument("--latency", type=latency_choices, default=["low"],
-                        help="the page's latency choice(s), e.g. low,robust: measured alternately")
+    parser.add_argument("--latency", type=latency_choices, default=[("low", 20)],
+                        help="the page's latency choice(s), e.g. low,robust: measured alternately; "
+                             "low+10ms: with 10 ms Opus frames")
     args = parser.parse_args()
     print("command:", shlex.join([".venv/bin/python", "bench/latency.py", *sys.argv[1:]]))
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Chromium via Playwright, loopback; "
@@ -246,15 +266,15 @@ def main():
                 how = ("pre-connected page, autoplay refused: tap → first non-silent meter frame" if preconnected
                        else "page connects on the tap: tap → first non-silent meter frame, connecting included")
                 print(f"time to first sound ({how}): {summary(first)}")
-            sessions = {latency: [] for latency in args.latency}
+            sessions = {setting: [] for setting in args.latency}
             for number in range(1, args.sessions + 1):
-                for latency in args.latency:
-                    session, chosen = source_to_browser(server, rig, args.minutes, latency)
-                    sessions[latency].append(session)
-                    print_session(number, latency, chosen, session)
-            for latency, measured in sessions.items():
+                for latency, frame_ms in args.latency:
+                    session, chosen = source_to_browser(server, rig, args.minutes, latency, frame_ms)
+                    sessions[latency, frame_ms].append(session)
+                    print_session(number, setting_label(latency, frame_ms), chosen, session)
+            for setting, measured in sessions.items():
                 if measured:
-                    print_pooled(latency, measured)
+                    print_pooled(setting_label(*setting), measured)
             print(f"load average at the end: {load()} (other work on the machine shows here)")
         finally:
             server.stop()

@@ -31,6 +31,7 @@ class StreamProfileAdmin(admin.ModelAdmin):
                     "opus_packet_loss_percent",
                     "opus_dtx",
                     "opus_application",
+                    "opus_frame_ms",
                 ],
                 "description": "Used only when the codec is Opus.",
             },

@@ -5,7 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
-from .audio.config import StreamConfig
+from .audio.config import OPUS_FRAME_MS_CHOICES, StreamConfig
 
 OPUS_MIN_BITRATE = 6_000
 OPUS_MAX_BITRATE = 510_000
@@ -40,6 +40,7 @@ class StreamProfile(models.Model):
     CHANNEL_CHOICES = [(1, "Mono"), (2, "Stereo")]
     SAMPLE_RATE_CHOICES = [(48_000, "48,000 Hz")]
     PLAYBACK_RATE_CHOICES = [(rate, f"{rate:,} Hz") for rate in (8_000, 12_000, 16_000, 24_000, 48_000)]
+    OPUS_FRAME_CHOICES = [(ms, f"{ms} ms") for ms in OPUS_FRAME_MS_CHOICES]
 
     name = models.CharField(max_length=100)
     # Forms and admin show help_text as HTML: written escaped, or "<slug>" would vanish as a tag.
@@ -81,6 +82,11 @@ class StreamProfile(models.Model):
     )
     opus_dtx = models.BooleanField("Opus DTX", default=True, help_text="Send no packets during digital silence.")
     opus_application = models.CharField(max_length=10, choices=OpusApplication.choices, default=OpusApplication.AUDIO)
+    opus_frame_ms = models.PositiveSmallIntegerField(
+        "Opus frame", choices=OPUS_FRAME_CHOICES, default=20,
+        help_text="The audio in each packet. 10 ms: a sample waits half as long for its packet to fill, "
+                  "and each listener gets twice the packets (100 a second).",
+    )
 
     silence_alarm_dbfs = models.SmallIntegerField(
         "Silence below (dBFS)", default=-60, validators=[MinValueValidator(-100), MaxValueValidator(0)],
@@ -193,6 +199,7 @@ class StreamProfile(models.Model):
             opus_packet_loss_percent=self.opus_packet_loss_percent,
             opus_dtx=self.opus_dtx,
             opus_application=self.opus_application,
+            frame_ms=self.opus_frame_ms,
             silence_dbfs=self.silence_alarm_dbfs,
             silence_seconds=self.silence_alarm_seconds,
             clipping_percent=self.clipping_alarm_percent,

@@ -71,10 +71,10 @@ class FakeSubscription:
         self.device.close()
 
 
-async def take_frames(seconds, rate, jitter, during=None):
+async def take_frames(seconds, rate, jitter, during=None, frame_samples=FRAME_SAMPLES):
     """Frames (and when each left) from a DeviceSource on a fake device running for `seconds`."""
     device = FakeClockedDevice(rate, jitter)
-    source = DeviceSource(FakeSubscription(device))
+    source = DeviceSource(FakeSubscription(device), frame_samples)
     loop = asyncio.get_running_loop()
     frames, started = [], loop.time()
     try:
@@ -88,37 +88,43 @@ async def take_frames(seconds, rate, jitter, during=None):
     return frames, device.delivered
 
 
-@pytest.mark.parametrize("rate", [48_048, 47_952], ids=["0.1% fast", "0.1% slow"])
-def test_frames_follow_a_device_clock_that_differs_from_the_system_clock(rate):
+@pytest.mark.parametrize(
+    "rate, frame_samples", [(48_048, 960), (47_952, 960), (48_048, 480)],
+    ids=["0.1% fast", "0.1% slow", "0.1% fast, 10 ms frames"],
+)
+def test_frames_follow_a_device_clock_that_differs_from_the_system_clock(rate, frame_samples):
     # Blocks reach the ring up to 15 ms late, like a real driver's: still nothing may be invented.
-    frames, delivered = asyncio.run(take_frames(6, rate, jitter=0.015))
+    frames, delivered = asyncio.run(take_frames(6, rate, jitter=0.015, frame_samples=frame_samples))
     pts = [frame.pts for _, frame in frames]
     assert not any(frame.silence for _, frame in frames), "silence invented while the device was only late"
     assert sum(frame.dropped_before for _, frame in frames) == 0
-    assert np.all(np.diff(pts) == FRAME_SAMPLES), "the timeline jumped"
+    assert {len(frame.pcm) for _, frame in frames} == {frame_samples}
+    assert np.all(np.diff(pts) == frame_samples), "the timeline jumped"
     # Every frame the device completed went out, and no more: the stream runs at the device's rate.
-    assert delivered // FRAME_SAMPLES - len(frames) in (0, 1)
+    assert delivered // frame_samples - len(frames) in (0, 1)
     # Frames per second by a line through every frame's departure (the end points alone carry a
-    # wake-up's jitter): 0.1 % is 0.05 frames/s.
+    # wake-up's jitter): 0.1 % is 0.05 frames/s of 20 ms frames.
     times = np.array([t for t, _ in frames])
     seconds_per_frame = np.polyfit(np.arange(len(times)), times, 1)[0]
-    assert 1 / seconds_per_frame == pytest.approx(rate / FRAME_SAMPLES, rel=0.0005)
+    assert 1 / seconds_per_frame == pytest.approx(rate / frame_samples, rel=0.0005)
 
 
-def test_a_device_that_stops_gets_silence_after_200_ms_and_a_wall_clock_resync_when_back():
+@pytest.mark.parametrize("frame_samples", [960, 480], ids=["20 ms frames", "10 ms frames"])
+def test_a_device_that_stops_gets_silence_after_200_ms_and_a_wall_clock_resync_when_back(frame_samples):
     paused = []
+    frame_seconds = frame_samples / SAMPLE_RATE
 
     def pause_once(elapsed, device):
         if elapsed > 1 and not paused:
             paused.append(time.monotonic())
             device.pause(0.6)
 
-    frames, _ = asyncio.run(take_frames(3, 48_000, jitter=0.0, during=pause_once))
+    frames, _ = asyncio.run(take_frames(3, 48_000, jitter=0.0, during=pause_once, frame_samples=frame_samples))
     silence = [(t, f) for t, f in frames if f.silence]
     first_silence = silence[0][0] - paused[0]
     assert 0.18 <= first_silence <= 0.3, f"silence began {first_silence:.3f} s after the device stopped"
     gaps = np.diff([t for t, _ in silence])
-    assert np.all(gaps > 0.01) and np.all(gaps < 0.04), "silence is paced at 20 ms, never a burst"
+    assert np.all(gaps > frame_seconds / 2) and np.all(gaps < 2 * frame_seconds), "silence is paced, never a burst"
     assert silence[0][1].jumped  # over the 200 ms that nothing was sent: the timeline keeps the wall clock's time
     back = next(i for i, (_, f) in enumerate(frames) if f.silence and not frames[i + 1][1].silence) + 1
     t_back, resumed = frames[back]
@@ -126,7 +132,7 @@ def test_a_device_that_stops_gets_silence_after_200_ms_and_a_wall_clock_resync_w
     # The timeline matches the wall clock through the outage (within two frames).
     t0, f0 = frames[0]
     wall = (t_back - t0) * SAMPLE_RATE
-    assert abs((resumed.pts - f0.pts) - wall) <= 2 * FRAME_SAMPLES
+    assert abs((resumed.pts - f0.pts) - wall) <= 2 * frame_samples
     pts = [f.pts for _, f in frames]
     assert np.all(np.diff(pts) > 0)
 

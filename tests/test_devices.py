@@ -143,7 +143,7 @@ def test_admin_offers_present_devices_marked_and_warns_about_an_absent_one(pulse
         "name": "Desk", "slug": "desk", "enabled": "on", "source": "device", "device_name": "ALSA: USB desk",
         "sine_frequency": 440, "channels": 2, "sample_rate": 48000, "codec": "opus", "audio_bitrate": 96000,
         "opus_max_playback_rate": 48000, "opus_inband_fec": "on", "opus_packet_loss_percent": 10,
-        "opus_dtx": "on", "opus_application": "audio", "access": "public", "access_key": "a-key-for-this-test",
+        "opus_dtx": "on", "opus_application": "audio", "opus_frame_ms": 20, "access": "public", "access_key": "a-key-for-this-test",
         "silence_alarm_dbfs": -60, "silence_alarm_seconds": 10, "clipping_alarm_percent": 0.1,
     }
     response = admin_client.post("/admin/streams/streamprofile/add/", form, follow=True)

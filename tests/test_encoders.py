@@ -5,7 +5,9 @@ import pytest
 
 from streams.audio.config import StreamConfig
 from streams.audio.encoders import OpusEncoder, create_encoder
+from streams.audio.oggopus import packet_samples
 from tests import signals
+from tests.listener import dominant_frequency
 from tests.opus_bitstream import has_lbrr, mode, toc
 
 
@@ -184,3 +186,17 @@ def test_g711_and_g722_make_one_20_ms_packet_per_frame(codec, bytes_per_packet):
     packets = encode_all(encoder, signals.tone(1, 440, channels=1))
     assert len(packets) >= 48 and {len(p.payload) for p in packets} == {bytes_per_packet}
     assert [p.timestamp for p in packets[:3]] == [0, 160, 320]
+
+
+def test_an_opus_profile_of_10_ms_frames_sends_10_ms_packets_that_decode_to_the_tone():
+    encoder = opus(opus_dtx=False, frame_ms=10)
+    tone = signals.tone(1, 1000)
+    packets = [packet for i, frame in enumerate(signals.frames(tone, size=480))
+               for packet in encoder.encode(frame, i * 480)]
+    assert len(packets) == 100
+    assert {packet_samples(p.payload) for p in packets} == {480}  # the TOC says 10 ms
+    assert [p.timestamp for p in packets[:3]] == [0, 480, 960]
+    decoder = opuslib_next.Decoder(48_000, 2)
+    decoded = np.frombuffer(b"".join(decoder.decode(p.payload, 480) for p in packets), dtype=np.int16)
+    left = decoded.reshape(-1, 2)[4800:, 0]  # past the codec's start-up
+    assert abs(dominant_frequency(left, 48_000) - 1000) <= 2

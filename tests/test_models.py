@@ -63,6 +63,7 @@ def test_it_rejects_a_b_as_below_what_g711_sends():
         ("opus_dtx", False),
         ("opus_packet_loss_percent", 0),
         ("opus_application", "voip"),
+        ("opus_frame_ms", 10),
     ],
 )
 def test_it_rejects_opus_settings_changed_on_a_g711_profile(field, value):
@@ -94,3 +95,15 @@ def test_stream_config_is_a_hashable_snapshot():
     assert config.sine_frequencies == (440.0, 660.0)
     assert hash(config) == hash(profile(sine_frequency_right=660).stream_config())
     assert profile(channels=1).stream_config().sine_frequencies == (440.0,)
+
+
+def test_an_opus_profile_may_send_10_ms_frames_and_other_codecs_only_20():
+    assert errors_of(profile(opus_frame_ms=10)) == {}
+    config = profile(opus_frame_ms=10).stream_config()
+    assert (config.frame_ms, config.frame_samples) == (10, 480)
+    assert profile().stream_config().frame_samples == 960
+    assert config != profile().stream_config()  # a hub of its own
+    with pytest.raises(ValueError, match="pcmu frames are 20 ms, not 10"):
+        StreamConfig(slug="t", source="sine", channels=1, codec="pcmu", frame_ms=10)
+    with pytest.raises(ValueError, match="opus frames are 10 or 20 ms, not 40"):
+        StreamConfig(slug="t", source="sine", channels=1, codec="opus", frame_ms=40)

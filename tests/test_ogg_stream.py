@@ -44,9 +44,10 @@ def assert_valid_stream(client, channels=2):
         assert page.granule == granule
 
 
-def test_ffmpeg_hears_440_hz_left_and_660_hz_right_over_http(server):
-    make_profile("ogg-tones", sine_frequency=440, sine_frequency_right=660)
-    url = server.url("/stream/ogg-tones.ogg")
+@pytest.mark.parametrize("frame_ms", [20, 10])
+def test_ffmpeg_hears_440_hz_left_and_660_hz_right_over_http(server, frame_ms):
+    make_profile(f"ogg-tones-{frame_ms}", sine_frequency=440, sine_frequency_right=660, opus_frame_ms=frame_ms)
+    url = server.url(f"/stream/ogg-tones-{frame_ms}.ogg")
     probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", url],
                                       capture_output=True, check=True, timeout=30).stdout)["streams"][0]
     assert (probe["codec_name"], probe["channels"], probe["sample_rate"]) == ("opus", 2, "48000")

@@ -52,3 +52,13 @@ def test_after_a_hold_up_over_200_ms_the_missed_frames_are_skipped_and_the_strea
     assert [index for index, _ in after] == [29, 30, 31]
     assert [when for _, when in after[1:]] == pytest.approx([started + i * FRAME_SECONDS for i in (30, 31)], abs=1e-9)
     assert (pacer.skipped_frames, pacer.late_frames) == (24, 0)
+
+
+def test_a_pacer_of_10_ms_frames_makes_one_every_10_ms():
+    async def scenario(loop):
+        pacer = RealTimePacer("test", frame_seconds=0.01)
+        started = loop.time()
+        return started, await frames(pacer, loop, 20)
+
+    started, made = run_on_virtual_clock(scenario)
+    assert [when for _, when in made] == pytest.approx([started + i * 0.01 for i in range(20)], abs=1e-9)

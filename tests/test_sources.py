@@ -1,3 +1,5 @@
+import asyncio
+
 import numpy as np
 
 from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE
@@ -23,3 +25,10 @@ def test_sine_has_a_tone_per_channel():
     samples = np.concatenate([source.read_frame() for _ in range(50)])
     assert abs(dominant_frequency(samples[:, 0], SAMPLE_RATE) - 440) <= 1
     assert abs(dominant_frequency(samples[:, 1], SAMPLE_RATE) - 1000) <= 1
+
+
+def test_a_sine_source_of_10_ms_frames_makes_them_every_10_ms_on_the_same_timeline():
+    source = SineSource((440.0,), frame_samples=480)
+    assert source.pacer.frame_seconds == 0.01
+    frame = asyncio.run(source.next_frame())
+    assert (frame.pcm.shape, frame.pts) == ((480, 1), 0)

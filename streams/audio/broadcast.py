@@ -1,7 +1,7 @@
 """Per-stream broadcast: read the source and encode once, hand the same packet to every listener.
 
-A BroadcastHub exists while a stream has listeners. Whenever its source has the next 20 ms
-frame (on the clock, or as the device delivers), it reads it, encodes it once, and pushes
+A BroadcastHub exists while a stream has listeners. Whenever its source has the next frame
+(20 or 10 ms, on the clock, or as the device delivers), it reads it, encodes it once, and pushes
 that same EncodedPacket to every sink in one loop: a WebRTC listener's ListenerSender
 (streams/webrtc/fanout.py: its RTP header, SRTP and send, nothing else per listener), an HTTP
 listener's queue (ListenerTrack), or the media owner's publisher. Nothing is decoded,
@@ -17,7 +17,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..webrtc.fanout import EncodedPacket, ListenerSender
 from .bitrate import BitrateMeter
-from .config import FRAME_SAMPLES, SAMPLE_RATE
+from .config import SAMPLE_RATE
 from .encoders import create_encoder, match_channels
 from ..ops.supervision import Backoff, Supervisor
 from .frametiming import FrameTiming
@@ -143,7 +143,8 @@ class Hub:
         self.bytes_sent = 0  # payload bytes, once per packet (not per listener)
         self.packets_missed = 0  # gaps in what the hub received (a relay hub counts the owner's)
         self.meter = BitrateMeter()
-        self.timing = FrameTiming()  # how the source's frames fared (a relay hub's stay at zero)
+        # How the source's frames fared over the last minute (a relay hub's stay at zero).
+        self.timing = FrameTiming(window=60_000 // config.frame_ms)
         self._shifted = {}  # (pts, shift) -> re-stamped copy, for listeners handed over to this hub
 
     @property
@@ -284,7 +285,7 @@ class BroadcastHub(Hub):
             raise
         # One frame on the timeline of what the hub pushes: the codec's RTP clock, or the raw frames'.
         rate = SAMPLE_RATE if self._per_listener else self._encoder.clock_rate
-        self.frame_samples = rate * FRAME_SAMPLES // SAMPLE_RATE
+        self.frame_samples = rate * self.config.frame_samples // SAMPLE_RATE
 
     def _stop_work(self):
         self._supervisor.stop()
@@ -374,7 +375,7 @@ class BroadcastHub(Hub):
 
 
 def raw_audio_frame(pcm, pts):
-    """int16 samples of shape (FRAME_SAMPLES, channels) as the av.AudioFrame aiortc's encoder takes."""
+    """int16 samples of shape (frame samples, channels) as the av.AudioFrame aiortc's encoder takes."""
     layout = "stereo" if pcm.shape[1] == 2 else "mono"
     audio = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
     audio.sample_rate = SAMPLE_RATE

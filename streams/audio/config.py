@@ -16,8 +16,9 @@ OPUS_PLAYBACK_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)
 # possible variants, and HubRegistry caps how many run at once.
 VARIANT_BITRATES = (6_000, 16_000, 24_000, 32_000, 48_000, 64_000, 96_000, 128_000, 192_000, 256_000)
 SAMPLE_RATE = 48_000
-FRAME_MS = 20
+FRAME_MS = 20  # a frame's length unless an Opus profile asks for 10 ms (G.711 and G.722 always 20)
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+OPUS_FRAME_MS_CHOICES = (10, 20)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class StreamConfig:
     opus_packet_loss_percent: int = 10
     opus_dtx: bool = True
     opus_application: str = "audio"  # "audio" (music) or "voip" (voice)
+    # The length of a frame, and so of an RTP packet: 10 ms halves the time a sample waits for its
+    # frame to fill, for twice the packets (what it does to latency: docs/benchmarks.md).
+    frame_ms: int = FRAME_MS
     # The profile it comes from (its primary key): whom the stream's news is for (runtime.status_group),
     # stable when the slug is renamed. None for a stream that belongs to no profile (tests, benches).
     profile_id: int = None
@@ -43,6 +47,16 @@ class StreamConfig:
     silence_dbfs: float = -60.0
     silence_seconds: float = 10.0
     clipping_percent: float = 0.1
+
+    def __post_init__(self):
+        allowed = OPUS_FRAME_MS_CHOICES if self.codec == "opus" else (FRAME_MS,)
+        if self.frame_ms not in allowed:
+            raise ValueError(f"{self.codec} frames are {' or '.join(map(str, allowed))} ms, not {self.frame_ms!r}")
+
+    @property
+    def frame_samples(self):
+        """Samples (at SAMPLE_RATE) in one of this stream's frames."""
+        return SAMPLE_RATE * self.frame_ms // 1000
 
     def answer_fmtp(self):
         """The a=fmtp parameters an answer carries for this stream (none for G.711/G.722)."""

@@ -1,4 +1,4 @@
-"""Real-time pacing for generated sources: one 20 ms frame per 20 ms of the event loop's clock."""
+"""Real-time pacing for generated sources: one frame per frame's length of the event loop's clock."""
 import asyncio
 import logging
 
@@ -17,8 +17,9 @@ class RealTimePacer:
     missed are skipped, and the index jumps by as many: the stream's time stays the wall
     clock's."""
 
-    def __init__(self, name):
+    def __init__(self, name, frame_seconds=FRAME_SECONDS):
         self.name = name
+        self.frame_seconds = frame_seconds
         self.late_frames = 0  # frames due more than one frame period before they could be made
         self.skipped_frames = 0
         self._start = None
@@ -30,15 +31,15 @@ class RealTimePacer:
         if self._start is None:
             self._start = now
         self._index += 1
-        deadline = self._start + self._index * FRAME_SECONDS
+        deadline = self._start + self._index * self.frame_seconds
         lag = now - deadline
         if lag > MAX_CATCH_UP_SECONDS:
-            skipped = int(lag / FRAME_SECONDS)
+            skipped = int(lag / self.frame_seconds)
             logger.warning("%s: event loop held up for %.0f ms; skipping %d frames", self.name, lag * 1000, skipped)
             self._index += skipped
             self.skipped_frames += skipped
-            deadline = self._start + self._index * FRAME_SECONDS
-        elif lag > FRAME_SECONDS:
+            deadline = self._start + self._index * self.frame_seconds
+        elif lag > self.frame_seconds:
             self.late_frames += 1
         if deadline > now:
             await asyncio.sleep(deadline - now)

@@ -1,5 +1,6 @@
-"""Audio sources behind one interface: `await next_frame()` gives the next SourceFrame, 20 ms
-of int16 samples of shape (960, channels) with its pts on the stream's clock.
+"""Audio sources behind one interface: `await next_frame()` gives the next SourceFrame, one
+frame (20 ms, or 10 ms for a profile that asks for it) of int16 samples of shape
+(frame_samples, channels) with its pts on the stream's clock.
 
 One clock per stream. A generated source is paced by the event loop's clock and counts
 its own frames; a device source is clocked by its device (streams/audio/deviceclock.py): a
@@ -15,14 +16,14 @@ import numpy as np
 
 from .config import FRAME_SAMPLES, SAMPLE_RATE
 from .deviceclock import DeviceTimeline
-from .pacing import FRAME_SECONDS, RealTimePacer
+from .pacing import RealTimePacer
 
 SINE_AMPLITUDE = 0.5  # -6 dBFS: loud enough to hear, far from clipping
 
 
 @dataclass(frozen=True)
 class SourceFrame:
-    pcm: np.ndarray  # int16, (FRAME_SAMPLES, channels)
+    pcm: np.ndarray  # int16, (frame_samples, channels)
     pts: int  # in samples at SAMPLE_RATE, on the stream's one clock
     jumped: bool = False  # the timeline does not run on from the previous frame (RTP marker)
     captured_at: float = None  # monotonic time its newest sample was read from the device
@@ -33,20 +34,21 @@ class SourceFrame:
 class SineSource:
     """A continuous-phase sine per channel (e.g. 440 Hz left, 660 Hz right)."""
 
-    def __init__(self, frequencies, sample_rate=SAMPLE_RATE, amplitude=SINE_AMPLITUDE):
+    def __init__(self, frequencies, sample_rate=SAMPLE_RATE, amplitude=SINE_AMPLITUDE, frame_samples=FRAME_SAMPLES):
         self.channels = len(frequencies)
         self.sample_rate = sample_rate
+        self.frame_samples = frame_samples
         self._step = 2 * math.pi * np.asarray(frequencies, dtype=np.float64) / sample_rate
         self._phase = np.zeros(self.channels)
         self._scale = amplitude * 32767
-        self.pacer = RealTimePacer("sine")
+        self.pacer = RealTimePacer("sine", frame_samples / sample_rate)
         self._last_index = None
 
     async def next_frame(self):
         index = await self.pacer.wait()
         jumped = self._last_index is not None and index != self._last_index + 1
         self._last_index = index
-        return SourceFrame(self.read_frame(), index * FRAME_SAMPLES, jumped)
+        return SourceFrame(self.read_frame(self.frame_samples), index * self.frame_samples, jumped)
 
     def read_frame(self, samples=FRAME_SAMPLES):
         """The next `samples` samples as an int16 array of shape (samples, channels)."""
@@ -61,9 +63,9 @@ class SineSource:
 class DeviceSource:
     """Stereo frames from a shared device capture, on the device's clock.
 
-    `next_frame()` returns as soon as the capture has delivered 20 ms. A device that is late
+    `next_frame()` returns as soon as the capture has delivered a frame. A device that is late
     only delays frames. A device that delivers nothing for GONE_AFTER_SECONDS is gone: frames
-    of silence then go out on a 20 ms wall clock until it delivers again, when the timeline
+    of silence then go out on the wall clock until it delivers again, when the timeline
     re-syncs to the wall clock (a timestamp jump, never a burst: what it holds when it comes
     back is dropped but for its newest frame). Audio waiting beyond MAX_BACKLOG_SAMPLES
     (200 ms, after the event loop was held up) is dropped, and counted; the pts moves on by
@@ -74,13 +76,14 @@ class DeviceSource:
     # After the event loop was held up, the backlog goes out at once (a burst the receiver's jitter
     # buffer absorbs); only beyond this much is it dropped. As long as the "gone" bound: a hold-up
     # that long is a gap for every listener anyway.
-    MAX_BACKLOG_SAMPLES = FRAME_SAMPLES * 10  # 200 ms
+    MAX_BACKLOG_SAMPLES = SAMPLE_RATE // 5  # 200 ms
 
-    def __init__(self, subscription):
+    def __init__(self, subscription, frame_samples=FRAME_SAMPLES):
         self.subscription = subscription
-        self.timeline = DeviceTimeline()
+        self.frame_samples = frame_samples
+        self.timeline = DeviceTimeline(frame_samples)
         self.gone = False
-        self._silence = np.zeros((FRAME_SAMPLES, 2), dtype=np.int16)
+        self._silence = np.zeros((frame_samples, 2), dtype=np.int16)
         self._waiter = None
         self._opened_at = None
         self._next_silence_at = None
@@ -95,7 +98,7 @@ class DeviceSource:
         ring = self.subscription.ring
         if self._opened_at is None:
             self._opened_at = loop.time()
-        while ring.available < FRAME_SAMPLES:
+        while ring.available < self.frame_samples:
             if self.gone:
                 due = self._next_silence_at
             else:
@@ -112,17 +115,17 @@ class DeviceSource:
         return self._device_frame(loop.time())
 
     def _device_frame(self, now):
-        ring = self.subscription.ring
+        ring, frame = self.subscription.ring, self.frame_samples
         # Whole frames are dropped: the timeline stays frame-aligned.
         if self.gone:
             # Back from an outage, what the device holds is already late: the stream resumes on
             # its newest whole frame (a reopened PulseAudio monitor hands over 200 ms in one read).
-            dropped = (ring.available - FRAME_SAMPLES) // FRAME_SAMPLES
+            dropped = (ring.available - frame) // frame
         else:
-            excess = ring.available - FRAME_SAMPLES - self.MAX_BACKLOG_SAMPLES
-            dropped = -(-excess // FRAME_SAMPLES) if excess > 0 else 0
-        ring.skip(dropped * FRAME_SAMPLES)
-        position, block, waiting, written_at = ring.read_with_position(FRAME_SAMPLES)
+            excess = ring.available - frame - self.MAX_BACKLOG_SAMPLES
+            dropped = -(-excess // frame) if excess > 0 else 0
+        ring.skip(dropped * frame)
+        position, block, waiting, written_at = ring.read_with_position(frame)
         resync, self.gone = self.gone, False
         pts, jumped = self.timeline.device_frame(position, now, resync=resync)
         captured_at = written_at - waiting / SAMPLE_RATE
@@ -132,7 +135,7 @@ class DeviceSource:
         if not self.gone:
             self.gone = True
             self._next_silence_at = now
-        self._next_silence_at = max(self._next_silence_at + FRAME_SECONDS, now)
+        self._next_silence_at = max(self._next_silence_at + self.frame_samples / SAMPLE_RATE, now)
         pts, jumped = self.timeline.silence_frame(now)
         return SourceFrame(self._silence, pts, jumped, silence=True)
 
@@ -148,5 +151,5 @@ def _wake(waiter):
 def open_source(config, captures, on_device_state):
     """The source a stream config asks for; device sources join the device's shared capture."""
     if config.source == "sine":
-        return SineSource(config.sine_frequencies, config.sample_rate)
-    return DeviceSource(captures.subscribe(config.device_name, on_device_state))
+        return SineSource(config.sine_frequencies, config.sample_rate, frame_samples=config.frame_samples)
+    return DeviceSource(captures.subscribe(config.device_name, on_device_state), config.frame_samples)

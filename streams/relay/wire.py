@@ -73,7 +73,7 @@ def config_from_json(text):
     try:
         fields["sine_frequencies"] = tuple(fields["sine_frequencies"])
         config = StreamConfig(**fields)
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a stream config: {error}") from None
     if config.codec not in CODECS:
         raise ValueError(f"unknown codec {config.codec!r}")
@@ -155,9 +155,9 @@ def restamp(last_local, last_remote, remote, elapsed_samples, frame_samples):
     starts a new stretch of the timeline (RTP's marker).
 
     Listeners' timestamps must run on without jumps back, whatever the owner does: while the
-    owner's pts advance normally (by up to a second), follow them; otherwise (the owner
-    restarted, or was gone for long) advance by the time that really passed, rounded to
-    whole frames and at least one frame. Any step but one frame in the owner's timeline is
+    owner's pts advance normally (by up to 50 frames: a second of 20 ms ones, half of 10 ms
+    ones), follow them; otherwise (the owner restarted, or was gone for long) advance by the
+    time that really passed, rounded to whole frames and at least one frame. Any step but one frame in the owner's timeline is
     marked, even where ours runs on by one frame (the packet came in a burst after the jump).
     """
     if last_local is None:

@@ -19,7 +19,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..audio.broadcast import Hub
-from ..audio.config import FRAME_MS
 from ..audio.encoders import rtp_clock_rate
 from ..ops.supervision import Supervisor
 from ..webrtc.fanout import EncodedPacket
@@ -46,7 +45,7 @@ class RelayHub(Hub):
         self._want = wire.want_member(self.key, worker_id, secrets.token_hex(3))
         self._withdrawing = set()
         self.clock_rate = rtp_clock_rate(config.codec)
-        self.frame_samples = self.clock_rate * FRAME_MS // 1000
+        self.frame_samples = self.clock_rate * config.frame_ms // 1000
         self.late_frames = 0  # (the owner paces the stream; a relay makes nothing late itself)
         # (owner sequence, owner pts, our pts, monotonic time) of the last packet relayed: kept
         # across a restart of the relay task, so that the listeners' timeline never goes back.
