@@ -58,7 +58,8 @@ RTC_ICE_SERVERS = env_ice_servers("RTC_ICE_SERVERS")
 # Local addresses to gather ICE host candidates on (empty: every interface). When it holds
 # only loopback addresses, a listener's candidates on other addresses are ignored too.
 RTC_ICE_ADDRESSES = env_ip_list("RTC_ICE_ADDRESSES")
-# Encoded packets a slow listener may have queued before the oldest are dropped (20 ms each).
+# Encoded packets a slow listener may have queued before the oldest are dropped (20 ms each; a
+# stream of 10 ms frames lets a listener queue twice as many, the same time).
 RTC_LISTENER_QUEUE_PACKETS = env_int("RTC_LISTENER_QUEUE_PACKETS", 10, minimum=1, maximum=500)
 
 # Limits and timeouts for listeners (0 = no per-address limit).

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from streams.audio.broadcast import BroadcastHub, HubRegistry
 from streams.audio.config import StreamConfig
+from streams.audio.oggopus import packet_samples
 from streams.audio.sources import SineSource
 from streams.webrtc.fanout import EncodedPacket, ListenerSender
 from tests.rigs.virtual_clock import run_on_virtual_clock
@@ -20,7 +21,7 @@ def on_virtual_clock(scenario):
 
 def registry(max_packets=5):
     def sine(config, on_device_state):
-        return SineSource(config.sine_frequencies)
+        return SineSource(config.sine_frequencies, frame_samples=config.frame_samples)
 
     def make_hub(config, on_idle):
         return BroadcastHub(config, max_packets, sine, announce=lambda *a: None, on_idle=on_idle)
@@ -97,6 +98,27 @@ def test_listeners_handed_over_together_run_on_in_time_and_share_each_restamped_
     assert left == []
 
 
+def test_a_listener_handed_over_between_20_and_10_ms_frames_keeps_one_continuous_timeline():
+    """An operator changes the profile's frame length: the last packet of the old hub lasts a frame
+    of the old hub, so the first of the new one follows it by that much, not by its own."""
+    async def scenario():
+        hubs = registry(max_packets=50)
+        track = current = hubs.subscribe_reader(CONFIG)
+        packets = [await track.recv() for _ in range(3)]
+        for config in (replace(CONFIG, frame_ms=10), CONFIG):
+            previous, current = current, hubs.subscribe_reader(config)
+            previous.handover(current)
+            packets += [await track.recv() for _ in range(6)]  # read through the first track, as aiortc does
+        track.stop()
+        return packets
+
+    packets = on_virtual_clock(scenario)
+    lasts = [packet_samples(packet.payload) for packet in packets]  # from each packet's TOC
+    assert [length for i, length in enumerate(lasts) if i == 0 or length != lasts[i - 1]] == [960, 480, 960]
+    # Each packet follows the one before by exactly how long that one lasts, across both changes.
+    assert [b.pts - a.pts for a, b in zip(packets, packets[1:])] == lasts[:-1]
+
+
 def test_a_new_listener_starts_at_the_live_edge_not_with_what_queued_while_it_connected():
     """Packets pile up in a listener's queue while ICE and DTLS come up; its first packet must be the
     newest, or its receiver starts (and stays) that much behind."""
@@ -163,3 +185,15 @@ def test_a_webrtc_listener_gets_a_sender_the_hub_pushes_to_and_an_http_listener_
     sender, reader, first, hub, left = on_virtual_clock(scenario)
     assert isinstance(sender, ListenerSender) and reader.hub is hub and left == []
     assert first.marker  # the hub's first packet begins its timeline
+
+
+def test_a_listener_queue_holds_the_same_time_whatever_the_frame_length():
+    async def scenario():
+        hubs = registry(max_packets=5)  # 5 packets of 20 ms
+        tracks = [hubs.subscribe_reader(config) for config in (CONFIG, replace(CONFIG, frame_ms=10))]
+        sizes = [track._packets.maxlen for track in tracks]
+        for track in tracks:
+            track.stop()
+        return sizes
+
+    assert on_virtual_clock(scenario) == [5, 10]

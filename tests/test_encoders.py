@@ -188,7 +188,7 @@ def test_g711_and_g722_make_one_20_ms_packet_per_frame(codec, bytes_per_packet):
     assert [p.timestamp for p in packets[:3]] == [0, 160, 320]
 
 
-def test_an_opus_profile_of_10_ms_frames_sends_10_ms_packets_that_decode_to_the_tone():
+def test_the_opus_encoder_makes_a_10_ms_packet_of_a_10_ms_frame_that_decodes_to_the_tone():
     encoder = opus(opus_dtx=False, frame_ms=10)
     tone = signals.tone(1, 1000)
     packets = [packet for i, frame in enumerate(signals.frames(tone, size=480))

@@ -115,6 +115,25 @@ def test_a_handover_waits_for_the_new_hubs_first_packet_and_keeps_one_rtp_clock(
     assert old.sinks == [] and new.sinks == [successor]
 
 
+def test_a_handover_between_20_and_10_ms_frames_follows_the_last_packet_by_its_own_length():
+    twenty, ten = Hub(frame_samples=960), Hub(frame_samples=480)
+    path = RecordedPath()
+    sender = connected_sender(twenty, path)
+    twenty.push(EncodedPacket(b"20", 960 * 50))
+    to_ten = ten.attach(ListenerSender(ten))
+    sender.handover(to_ten)
+    ten.push(EncodedPacket(b"10", 7_000))
+    ten.push(EncodedPacket(b"10", 7_480))
+    back = twenty.attach(ListenerSender(twenty))
+    to_ten.handover(back)
+    twenty.push(EncodedPacket(b"20", 123_456))
+    twenty.push(EncodedPacket(b"20", 123_456 + 960))
+    timestamps = [p.timestamp for p in path.packets]
+    assert [p.payload for p in path.packets] == [b"20", b"10", b"10", b"20", b"20"]
+    assert [(b - a) % 2**32 for a, b in zip(timestamps, timestamps[1:])] == [960, 480, 480, 960]
+    assert [p.marker for p in path.packets] == [1, 0, 0, 0, 0]
+
+
 def test_a_handover_before_the_connection_is_up_sends_from_the_successor_once_connected():
     old, new = Hub(), Hub()
     sender = old.attach(ListenerSender(old))

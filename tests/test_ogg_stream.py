@@ -59,6 +59,16 @@ def test_ffmpeg_hears_440_hz_left_and_660_hz_right_over_http(server, frame_ms):
     assert dominant_frequency(samples[:, 1], 48_000) == pytest.approx(660, abs=2)
     assert np.sqrt(np.mean(samples.astype(float) ** 2)) > 3000  # sound, not concealment
 
+    async def read_pages():
+        client = await ogg_client(server, f"ogg-tones-{frame_ms}").open()
+        await until_audio_pages([client], 25)
+        await client.close()
+        return client
+
+    client = run(read_pages())
+    assert_valid_stream(client)
+    assert {oggopus.packet_samples(packet) for packet in client.audio_packets()} == {48 * frame_ms}
+
 
 def test_a_client_gets_audio_ogg_uncached_and_its_own_valid_ogg_stream(server):
     make_profile("ogg-valid", sine_frequency=440)

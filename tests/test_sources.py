@@ -2,8 +2,8 @@ import asyncio
 
 import numpy as np
 
-from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE
-from streams.audio.sources import SineSource
+from streams.audio.config import FRAME_SAMPLES, SAMPLE_RATE, StreamConfig
+from streams.audio.sources import SineSource, open_source
 from tests.listener import dominant_frequency
 
 
@@ -27,8 +27,13 @@ def test_sine_has_a_tone_per_channel():
     assert abs(dominant_frequency(samples[:, 1], SAMPLE_RATE) - 1000) <= 1
 
 
-def test_a_sine_source_of_10_ms_frames_makes_them_every_10_ms_on_the_same_timeline():
-    source = SineSource((440.0,), frame_samples=480)
+def test_a_profile_of_10_ms_frames_gets_a_sine_source_that_makes_them_every_10_ms():
+    config = StreamConfig(slug="t", source="sine", channels=1, codec="opus", sine_frequencies=(440.0,), frame_ms=10)
+    source = open_source(config, captures=None, on_device_state=None)
     assert source.pacer.frame_seconds == 0.01
-    frame = asyncio.run(source.next_frame())
-    assert (frame.pcm.shape, frame.pts) == ((480, 1), 0)
+
+    async def two_frames():
+        return [await source.next_frame() for _ in range(2)]
+
+    first, second = asyncio.run(two_frames())
+    assert (first.pcm.shape, first.pts, second.pts) == ((480, 1), 0, 480)

@@ -17,7 +17,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..webrtc.fanout import EncodedPacket, ListenerSender
 from .bitrate import BitrateMeter
-from .config import SAMPLE_RATE
+from .config import FRAME_MS, SAMPLE_RATE
 from .encoders import create_encoder, match_channels
 from ..ops.supervision import Backoff, Supervisor
 from .frametiming import FrameTiming
@@ -102,10 +102,11 @@ class ListenerTrack(MediaStreamTrack):
 
     def _continuing(self, packet):
         if self._pts_shift is None:
-            before, track = None, self._predecessor
-            while before is None and track is not None:  # a predecessor may never have played
-                before, track = track.last_pts, track._predecessor
-            self._pts_shift = 0 if before is None else before + self.hub.frame_samples - packet.pts
+            played = self._predecessor
+            while played is not None and played.last_pts is None:  # a predecessor may never have played
+                played = played._predecessor
+            # Its last packet lasts a frame of its own hub, which may differ from ours (10 or 20 ms).
+            self._pts_shift = 0 if played is None else played.last_pts + played.hub.frame_samples - packet.pts
         return self.hub.shifted(packet, self._pts_shift)
 
     def handover(self, successor):
@@ -134,7 +135,8 @@ class Hub:
 
     def __init__(self, config, max_packets, on_idle):
         self.config = config
-        self._max_packets = max_packets
+        # `max_packets` counts 20 ms packets: a listener's queue holds as much time in any stream.
+        self._max_packets = max_packets * FRAME_MS // config.frame_ms
         self._on_idle = on_idle
         self._sinks = set()
         self._running = False
@@ -354,7 +356,8 @@ class BroadcastHub(Hub):
             self._push(EncodedPacket(encoded.payload, pts, not follows), len(encoded.payload))
 
     def _send_raw_frame(self, frame):
-        """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes."""
+        """Benchmark comparison only (RTC_ENCODE_PER_LISTENER): every listener's sender encodes,
+        with aiortc's encoder, which makes 20 ms packets whatever the profile's frame length."""
         pts, _ = self._on_timeline(frame.pts)
         self._push(raw_audio_frame(match_channels(frame.pcm, self.config.channels), pts), 0)
 

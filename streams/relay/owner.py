@@ -31,6 +31,7 @@ from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from ..audio import frametiming, sources
 from ..audio.broadcast import BroadcastHub
 from ..audio.capture import AudioCaptureManager
+from ..audio.config import FRAME_MS
 from ..ops import livestats, redispools
 from ..ops.memory import release_free_memory
 from ..ops.supervision import Supervisor
@@ -44,7 +45,7 @@ RENEW_SECONDS = 1.0
 STOP_AFTER_SECONDS = LOCK_SECONDS - REDIS_TIMEOUT_SECONDS  # unrenewed this long: stop, the lock may expire
 POLL_SECONDS = 0.25  # how often demand is read: a new stream starts within this
 STATS_SECONDS = 1.0
-PUBLISH_QUEUE_PACKETS = 50  # 1 s: Redis slower than that loses the oldest packets
+PUBLISH_QUEUE_PACKETS = 50  # 1 s of 20 ms packets (100 of 10 ms): Redis slower than that loses the oldest
 STATS_TTL_SECONDS = 5
 
 
@@ -60,11 +61,11 @@ def stop_if_cancelled():
 class PacketPublisher:
     """A hub subscriber that publishes each packet (in order, from one task) to Redis."""
 
-    def __init__(self, redis, key):
+    def __init__(self, redis, key, frame_ms=FRAME_MS):
         self.key = key
         self.channel = wire.audio_channel(key, wire.database_of(redis))
         self._redis = redis
-        self._queue = collections.deque(maxlen=PUBLISH_QUEUE_PACKETS)
+        self._queue = collections.deque(maxlen=PUBLISH_QUEUE_PACKETS * FRAME_MS // frame_ms)
         self._ready = asyncio.Event()
         self.sequence = 0
         self.dropped = 0
@@ -275,7 +276,7 @@ class MediaOwner:
             self._announce(config.profile_id, state, message)
 
         hub = BroadcastHub(config, PUBLISH_QUEUE_PACKETS, self._open_source, announce, on_idle=lambda hub: None)
-        publisher = PacketPublisher(self._redis, key)
+        publisher = PacketPublisher(self._redis, key, config.frame_ms)
         try:
             hub.attach(publisher)  # starts the source and encoder: may fail (a device not there)
         except Exception:

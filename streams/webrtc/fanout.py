@@ -17,12 +17,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 RTP_VERSION_BYTE = 0x80  # version 2, no padding, no extension, no CSRC
 RTP_HEADER = struct.Struct("!BBHII")
-# Protected packets a listener's socket may hold unsent (the kernel's buffer is full: the
-# listener's network is slower than the stream) before newer ones are dropped, as a bounded
-# queue drops: 10 packets are 200 ms of sound.
-MAX_UNSENT_PACKETS = 10
-
-
 def rtp_header(payload_type, marker, sequence_number, timestamp, ssrc):
     """The 12-byte RTP header (RFC 3550, section 5.1) with no CSRC and no extension."""
     return RTP_HEADER.pack(RTP_VERSION_BYTE, (0x80 if marker else 0) | payload_type,
@@ -136,8 +130,8 @@ class ListenerSender:
         if before.hub is self.hub:
             self._offset, self.last_timestamp = before._offset, before.last_timestamp
             return before._last_packet is packet
-        if before.last_timestamp is not None:
-            self._offset = continuing_offset(before.last_timestamp, self.hub.frame_samples, packet.pts)
+        if before.last_timestamp is not None:  # its last packet lasts a frame of its own hub (10 or 20 ms)
+            self._offset = continuing_offset(before.last_timestamp, before.hub.frame_samples, packet.pts)
         return False
 
     def stop(self):
