@@ -136,7 +136,7 @@ class Hub:
     def __init__(self, config, max_packets, on_idle):
         self.config = config
         # `max_packets` counts 20 ms packets: a listener's queue holds as much time in any stream.
-        self._max_packets = max_packets * FRAME_MS // config.frame_ms
+        self._max_packets = config.frames_in(max_packets * FRAME_MS)
         self._on_idle = on_idle
         self._sinks = set()
         self._running = False
@@ -146,7 +146,7 @@ class Hub:
         self.packets_missed = 0  # gaps in what the hub received (a relay hub counts the owner's)
         self.meter = BitrateMeter()
         # How the source's frames fared over the last minute (a relay hub's stay at zero).
-        self.timing = FrameTiming(window=60_000 // config.frame_ms)
+        self.timing = FrameTiming(window=config.frames_in(60_000))
         self._shifted = {}  # (pts, shift) -> re-stamped copy, for listeners handed over to this hub
 
     @property

@@ -58,6 +58,10 @@ class StreamConfig:
         """Samples (at SAMPLE_RATE) in one of this stream's frames."""
         return SAMPLE_RATE * self.frame_ms // 1000
 
+    def frames_in(self, milliseconds):
+        """How many of this stream's frames (or packets) make `milliseconds`."""
+        return milliseconds // self.frame_ms
+
     def answer_fmtp(self):
         """The a=fmtp parameters an answer carries for this stream (none for G.711/G.722)."""
         if self.codec != "opus":

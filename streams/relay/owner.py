@@ -61,11 +61,11 @@ def stop_if_cancelled():
 class PacketPublisher:
     """A hub subscriber that publishes each packet (in order, from one task) to Redis."""
 
-    def __init__(self, redis, key, frame_ms=FRAME_MS):
+    def __init__(self, redis, key, queue_packets=PUBLISH_QUEUE_PACKETS):
         self.key = key
         self.channel = wire.audio_channel(key, wire.database_of(redis))
         self._redis = redis
-        self._queue = collections.deque(maxlen=PUBLISH_QUEUE_PACKETS * FRAME_MS // frame_ms)
+        self._queue = collections.deque(maxlen=queue_packets)
         self._ready = asyncio.Event()
         self.sequence = 0
         self.dropped = 0
@@ -276,7 +276,7 @@ class MediaOwner:
             self._announce(config.profile_id, state, message)
 
         hub = BroadcastHub(config, PUBLISH_QUEUE_PACKETS, self._open_source, announce, on_idle=lambda hub: None)
-        publisher = PacketPublisher(self._redis, key, config.frame_ms)
+        publisher = PacketPublisher(self._redis, key, config.frames_in(PUBLISH_QUEUE_PACKETS * FRAME_MS))
         try:
             hub.attach(publisher)  # starts the source and encoder: may fail (a device not there)
         except Exception:
